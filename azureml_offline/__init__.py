@@ -1,1 +1,71 @@
-"""Offline workspace: the part of the Azure ML v1 API that the tutorial uses, run on this machine."""
+"""Offline workspace: the part of the Azure ML v1 API that the tutorial uses, run on this machine.
+
+    import azureml_offline
+    azureml_offline.activate_if_needed()   # then: from azureml.core import Workspace, ...
+
+Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on
+explicitly; everything else (Environment, ScriptRunConfig, AmlCompute, the exceptions) stays
+the real SDK.
+"""
+import importlib
+import os
+
+# Where the stand-ins go: (module, attribute, stand-in module, stand-in class).
+STAND_INS = [
+    ("azureml.core", "Workspace", "azureml_offline.workspace", "Workspace"),
+    ("azureml.core", "Experiment", "azureml_offline.experiment", "Experiment"),
+    ("azureml.core", "Run", "azureml_offline.run", "Run"),
+    ("azureml.core.run", "Run", "azureml_offline.run", "Run"),
+    ("azureml.core", "Model", "azureml_offline.model", "Model"),
+    ("azureml.core.model", "Model", "azureml_offline.model", "Model"),
+    ("azureml.core", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
+    ("azureml.core.compute", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
+    ("azureml.widgets", "RunDetails", "azureml_offline.widgets", "RunDetails"),
+]
+
+
+def activate_if_needed():
+    """Use the offline workspace when AZUREML_OFFLINE=1, or when no workspace configuration is found.
+
+    Prints which mode is active and why, and returns "offline" or "azure". With a configuration
+    (and no AZUREML_OFFLINE=1) it changes nothing: the real SDK talks to Azure.
+    """
+    mode, reason = choose_mode()
+    if mode == "offline":
+        # Import every stand-in first: they capture the real classes they build on before any is replaced.
+        stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
+        for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins):
+            setattr(importlib.import_module(target), attribute, stand_in)
+        from .store import shown
+        from .workspace import workspace_dir
+        print(f"Azure ML: offline, because {reason}.")
+        print(f"Runs execute on this machine; the workspace is kept in {shown(workspace_dir())}.")
+    else:
+        print(f"Azure ML: Azure, because {reason}.")
+    return mode
+
+
+def choose_mode():
+    """("offline" or "azure", why), from AZUREML_OFFLINE and the SDK's search for config.json; contacts no one."""
+    override = os.environ.get("AZUREML_OFFLINE", "")
+    if override not in ("", "0", "1"):
+        raise ValueError(f"AZUREML_OFFLINE must be 1 (offline) or 0 (Azure), not {override!r}")
+    if override:
+        return ("offline" if override == "1" else "azure"), f"AZUREML_OFFLINE={override} is set"
+    config = find_workspace_config()
+    if config:
+        return "azure", f"it found the workspace configuration {os.path.relpath(config)}"
+    return "offline", "no workspace configuration (config.json) was found"
+
+
+def find_workspace_config():
+    """The file Workspace.from_config() would read, searching as it does, or ''."""
+    from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, \
+        LEGACY_PROJECT_FILENAME
+    from azureml._file_utils.file_utils import traverse_up_path_and_find_file
+    for directory in (AZUREML_DIR, AML_CONFIG_DIR, None):
+        for file_name in (CONFIG_FILENAME, LEGACY_PROJECT_FILENAME):
+            found = traverse_up_path_and_find_file(".", file_name, directory_name=directory)
+            if found:
+                return found
+    return ""

@@ -1,0 +1,90 @@
+"""The offline stand-in for azureml.core.compute.ComputeTarget: a named target that is this machine.
+
+It takes the SDK's real AmlCompute provisioning configuration and reports the SDK's real
+AmlComputeStatus, whose vmSize describes this machine (cores, memory, GPU).
+"""
+import os
+import re
+import shutil
+import subprocess
+
+from azureml.core.compute.amlcompute import AmlComputeNodeStateCounts, AmlComputeStatus, ScaleSettings
+from azureml.core.compute_target import AbstractComputeTarget
+from azureml.exceptions import ComputeTargetException
+
+from . import store
+
+# Azure's rule for compute names; it also keeps the name a plain file name.
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
+
+
+class ComputeTarget(AbstractComputeTarget):
+    """A compute target kept in <workspace>/computes/<name>.json. An AbstractComputeTarget, so that
+    ScriptRunConfig(compute_target=...) records its name as it does for an Azure target."""
+
+    def __init__(self, workspace, name):
+        self._file = workspace._root / "computes" / f"{name}.json"
+        if not NAME_PATTERN.fullmatch(name) or not self._file.exists():
+            raise ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {name} not found in "
+                                         "provided workspace")
+        super().__init__("AmlCompute", name)
+        self._definition = store.read_json(self._file)
+
+    @staticmethod
+    def create(workspace, name, provisioning_configuration):
+        """Record the target (as Azure's create does, replacing one of the same name) and return it."""
+        if not NAME_PATTERN.fullmatch(name):
+            raise ComputeTargetException(f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, "
+                                         "starting with a letter")
+        provisioning_configuration.validate_configuration()
+        scale = provisioning_configuration.scale_settings
+        (workspace._root / "computes").mkdir(parents=True, exist_ok=True)
+        store.write_json(workspace._root / "computes" / f"{name}.json", {
+            "vmSize": provisioning_configuration.vm_size,
+            "vmPriority": provisioning_configuration.vm_priority,
+            "scaleSettings": scale.serialize(),
+        })
+        return ComputeTarget(workspace, name)
+
+    @staticmethod
+    def list(workspace):
+        folder = workspace._root / "computes"
+        names = sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
+        return [ComputeTarget(workspace, name) for name in names]
+
+    def wait_for_completion(self, show_output=False):
+        """Nothing to provision offline; show_output says what stands in for the requested VMs."""
+        if show_output:
+            scale = self._definition["scaleSettings"]
+            print(f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
+                  f"({scale['minNodeCount']} to {scale['maxNodeCount']} nodes); it runs on this machine: "
+                  f"{describe_machine()}.")
+            print('Provisioning operation finished, operation "Succeeded"')
+
+    def get_status(self):
+        """The SDK's AmlComputeStatus for a one-node cluster that is this machine."""
+        return AmlComputeStatus(
+            allocation_state="Steady", allocation_state_transition_time=None, creation_time=None,
+            current_node_count=1, errors=None, modified_time=None,
+            node_state_counts=AmlComputeNodeStateCounts(0, 0, 0, 0, 1, 0), provisioning_state="Succeeded",
+            provisioning_state_transition_time=None,
+            scale_settings=ScaleSettings.deserialize(self._definition["scaleSettings"]), target_node_count=1,
+            vm_priority=self._definition["vmPriority"], vm_size=f"this machine (offline): {describe_machine()}")
+
+    def __repr__(self):
+        return f"ComputeTarget(workspace=<offline>, name={self.name!r})  # this machine"
+
+
+def describe_machine():
+    """E.g. '16 CPU cores, 62.8 GiB memory, GPU: NVIDIA H200'."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return f"{os.cpu_count()} CPU cores, {memory:.1f} GiB memory, {describe_gpus()}"
+
+
+def describe_gpus():
+    if not shutil.which("nvidia-smi"):
+        return "no GPU"
+    names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                           capture_output=True, text=True).stdout.split("\n")
+    names = [name.strip() for name in names if name.strip()]
+    return f"GPU: {', '.join(names)}" if names else "no GPU"

@@ -1,0 +1,232 @@
+"""The offline stand-in for azureml.core.Run: one run's folder, read by the notebook and written by its script.
+
+A run folder (<workspace>/experiments/<name>/runs/<number>/) holds:
+  run.json      what was submitted (id, script, arguments), written once at submit
+  status.json   the status, written by the runner only
+  metrics.jsonl and tags.jsonl, appended by the script and the notebook
+  snapshot/     the copy of source_directory that the script runs in
+  files/        what get_file_names() lists: logs/std_log.txt, and outputs/ once the script ends
+"""
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from azureml.core.run import Run as SdkRun
+from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
+    WebserviceException
+
+from . import store
+
+TERMINAL_STATES = ("Completed", "Failed", "Canceled")
+POLL_SECONDS = 0.5
+
+
+class Run:
+    """A run of an offline experiment."""
+
+    def __init__(self, experiment, run_id):
+        for number in store.numbers(experiment._folder / "runs"):
+            if store.read_json(experiment._folder / "runs" / str(number) / "run.json")["runId"] == run_id:
+                self._bind(experiment, number)
+                return
+        raise UserErrorException(f"No run {run_id!r} in offline experiment {experiment.name!r}")
+
+    @classmethod
+    def _open(cls, experiment, number):
+        run = cls.__new__(cls)
+        run._bind(experiment, number)
+        return run
+
+    def _bind(self, experiment, number):
+        self._experiment = experiment
+        self._number = number
+        self._folder = experiment._folder / "runs" / str(number)
+        self._files = self._folder / "files"
+        self._id = store.read_json(self._folder / "run.json")["runId"]
+        self._runner = None  # the runner process, for the Run that submit() returned
+
+    @classmethod
+    def get_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
+        """Inside an offline run's script, that run; elsewhere what the SDK returns."""
+        if os.environ.get(store.RUN_DIR_VARIABLE):
+            from .experiment import Experiment
+            from .workspace import Workspace
+            folder = Path(os.environ[store.RUN_DIR_VARIABLE])  # <workspace>/experiments/<name>/runs/<number>
+            experiment = Experiment(Workspace._at(folder.parents[3]), folder.parents[1].name)
+            return cls._open(experiment, int(folder.name))
+        return SdkRun.get_context(allow_offline, used_for_context_manager, **kwargs)
+
+    @property
+    def id(self):
+        return self._id
+
+    @property
+    def number(self):
+        return self._number
+
+    @property
+    def experiment(self):
+        return self._experiment
+
+    @property
+    def status(self):
+        return self.get_status()
+
+    def get_status(self):
+        return store.read_json(self._folder / "status.json")["status"]
+
+    def get_details(self):
+        """The SDK's details dict; logFiles maps each log's name to itself (read it with download_file)."""
+        submitted = store.read_json(self._folder / "run.json")
+        status = store.read_json(self._folder / "status.json")
+        details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
+        details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
+        details.update({"properties": {}, "inputDatasets": [], "outputDatasets": [],
+                        "runDefinition": submitted["runDefinition"],
+                        "logFiles": {name: name for name in self.get_file_names() if name.startswith("logs/")}})
+        return details
+
+    def get_details_with_logs(self):
+        """get_details(), with each log's text in logFiles."""
+        details = self.get_details()
+        details["logFiles"] = {name: (self._files / name).read_text(errors="replace") for name in details["logFiles"]}
+        return details
+
+    def wait_for_completion(self, show_output=False, *, raise_on_error=True):
+        """Wait until the run ends and return its details; show_output streams the log meanwhile."""
+        try:
+            status = self._wait(sys.stdout if show_output else None)
+        except KeyboardInterrupt:
+            raise ExperimentExecutionException(
+                "The output streaming for the run interrupted.\nBut the run is still executing on the compute "
+                "target. \nCall run.cancel() to stop it.") from None
+        details = self.get_details()
+        if show_output:
+            print(f"\nExecution Summary\n=================\nRunId: {self._id}\nStatus: {status}\n")
+        if status == "Failed" and raise_on_error:
+            raise ActivityFailedException(error_details=json.dumps(details["error"], indent=4))
+        return details
+
+    def _wait(self, out):
+        """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
+        if out:
+            out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
+                      f"Streaming {store.LOG}\n{'=' * (len(store.LOG) + 10)}\n\n")
+        printed = 0
+        while True:
+            status = self.get_status()  # before reading the log, so the last pass reads all of it
+            if out:
+                printed = self._write_log(out, printed, whole=status in TERMINAL_STATES)
+            if status in TERMINAL_STATES:
+                if self._runner:
+                    self._runner.wait()  # it has written the status and is exiting: reap it
+                return status
+            time.sleep(POLL_SECONDS)
+
+    def _write_log(self, out, start, whole):
+        """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""
+        try:
+            with open(self._files / store.LOG, "rb") as log:
+                log.seek(start)
+                text = log.read()
+        except FileNotFoundError:
+            return start
+        if not whole:
+            text = text[:text.rfind(b"\n") + 1]
+        out.write(text.decode(errors="replace"))
+        out.flush()
+        return start + len(text)
+
+    def cancel(self):
+        """Stop the run's script (its whole process group) and wait until the run is Canceled."""
+        if self.get_status() not in TERMINAL_STATES:
+            (self._folder / "cancel").touch()  # the runner watches for this file, as Azure's local runs do
+            self._wait(None)
+
+    def log(self, name, value, description=""):
+        """Record one value of metric `name`."""
+        store.append_record(self._folder / "metrics.jsonl", {"name": name, "value": value, "description": description})
+
+    def log_list(self, name, value, description=""):
+        """Record a list of values of metric `name`."""
+        store.append_record(self._folder / "metrics.jsonl",
+                            {"name": name, "values": list(value), "description": description})
+
+    def log_row(self, name, description=None, **kwargs):
+        """Record one row (column=value, ...) of table metric `name`."""
+        store.append_record(self._folder / "metrics.jsonl", {"name": name, "row": kwargs, "description": description})
+
+    def get_metrics(self, name=None):
+        """Metrics in the SDK's shapes: logged once -> the value, more often -> the list; a table -> columns."""
+        values, rows = {}, {}
+        for record in store.read_records(self._folder / "metrics.jsonl"):
+            if "row" in record:
+                rows.setdefault(record["name"], []).append(record["row"])
+            else:
+                values.setdefault(record["name"], []).extend(record.get("values", [record.get("value")]))
+        metrics = {key: value[0] if len(value) == 1 else value for key, value in values.items()}
+        for key, table in rows.items():
+            metrics[key] = table[0] if len(table) == 1 else {column: [row.get(column) for row in table]
+                                                             for column in table[0]}
+        return {key: value for key, value in metrics.items() if name in (None, key)}
+
+    def tag(self, key, value=None):
+        store.append_record(self._folder / "tags.jsonl", {key: value})
+
+    def get_tags(self):
+        tags = {}
+        for record in store.read_records(self._folder / "tags.jsonl"):
+            tags.update(record)
+        return tags
+
+    def get_file_names(self):
+        return store.file_names(self._files)
+
+    def upload_file(self, name, path_or_stream):
+        """Store a local file (or a binary stream) as the run's file `name`."""
+        target = store.inside(self._files, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(path_or_stream, (str, os.PathLike)):
+            shutil.copyfile(path_or_stream, target)
+        else:
+            target.write_bytes(path_or_stream.read())
+
+    def download_file(self, name, output_file_path=None):
+        """Copy the run's file `name` to output_file_path (a file, or a folder to put it in; default: here)."""
+        source = store.inside(self._files, name)
+        if not source.is_file():
+            raise UserErrorException(f"Run {self._id} has no file {name!r}; it has {self.get_file_names()}")
+        target = Path(output_file_path or source.name)
+        if target.is_dir():
+            target = target / source.name
+        shutil.copyfile(source, target)
+
+    def download_files(self, prefix=None, output_directory=None, *, append_prefix=True):
+        """Copy the run's files whose names start with prefix into output_directory (default: here)."""
+        output_directory = Path(output_directory or ".")
+        for name in self.get_file_names():
+            if name.startswith(prefix or ""):
+                relative = name if append_prefix else name[len(prefix or ""):].lstrip("/")
+                target = store.inside(output_directory, relative)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._files / name, target)
+
+    def register_model(self, model_name, model_path=None, tags=None, properties=None, *, description=None):
+        """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
+        from .model import Model
+        if model_path not in self.get_file_names() and not any(
+                name.startswith(model_path.rstrip("/") + "/") for name in self.get_file_names()):
+            raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
+                                      f"run's files: {self.get_file_names()}")
+        return Model._register(self._experiment.workspace, store.inside(self._files, model_path), model_name,
+                               tags, properties, description, run=self)
+
+    def complete(self):
+        """Offline the runner marks the run Completed when its script exits; a script's own call changes nothing."""
+
+    def __repr__(self):
+        return (f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: offline,\n"
+                f"Status: {self.get_status()})")
