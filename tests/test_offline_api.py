@@ -1,0 +1,50 @@
+"""Each offline stand-in accepts what the real azureml-core class accepts, under the same names and defaults."""
+import inspect
+
+import pytest
+from azureml.core import Experiment, Model, Run, Workspace
+from azureml.core.compute import ComputeTarget
+from azureml.widgets import RunDetails
+
+from azureml_offline import compute, experiment, model, run, widgets, workspace
+
+PAIRS = [
+    (workspace.Workspace, Workspace),
+    (experiment.Experiment, Experiment),
+    (run.Run, Run),
+    (model.Model, Model),
+    (compute.ComputeTarget, ComputeTarget),
+    (widgets.RunDetails, RunDetails),
+]
+
+
+def public_members(cls):
+    """Name -> member for the public methods and properties that `cls` itself defines, and __init__."""
+    return {name: member for name, member in vars(cls).items() if name == "__init__" or not name.startswith("_")}
+
+
+@pytest.mark.parametrize("stand_in, real", PAIRS, ids=[real.__name__ for _, real in PAIRS])
+def test_members_match_the_sdk(stand_in, real):
+    for name, member in public_members(stand_in).items():
+        assert hasattr(real, name), f"{stand_in.__name__}.{name} is not in the SDK"
+        if isinstance(member, property):
+            assert isinstance(inspect.getattr_static(real, name), property), name
+            continue
+        offline = list(inspect.signature(getattr(stand_in, name)).parameters.values())
+        sdk = list(inspect.signature(getattr(real, name)).parameters.values())
+        sdk_by_name = {p.name: p for p in sdk}
+        for parameter in offline:
+            assert parameter.name in sdk_by_name, f"{stand_in.__name__}.{name}({parameter.name}) is not in the SDK"
+            assert parameter.default == sdk_by_name[parameter.name].default, f"{name}({parameter.name}) default"
+            if parameter.kind == parameter.VAR_KEYWORD:
+                assert sdk_by_name[parameter.name].kind == parameter.VAR_KEYWORD
+        # Positional parameters are the SDK's, in its order; others are keyword-only, so a positional
+        # call meant for the SDK never lands on a different parameter.
+        positional = [p.name for p in offline if p.kind == p.POSITIONAL_OR_KEYWORD]
+        assert positional == [p.name for p in sdk[:len(positional)]], f"{stand_in.__name__}.{name} positions"
+
+
+def test_every_stand_in_is_installed_by_the_switch():
+    from azureml_offline import STAND_INS
+    installed = {(module, name) for _, _, module, name in STAND_INS}
+    assert installed == {(stand_in.__module__, stand_in.__name__) for stand_in, _ in PAIRS}

@@ -1,0 +1,251 @@
+"""Runs in the offline workspace: real subprocesses, real files, the SDK's shapes and exceptions."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from azureml.core import Environment, ScriptRunConfig
+from azureml.core.compute import AmlCompute
+from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
+    WebserviceException
+
+from azureml_offline.compute import ComputeTarget
+from azureml_offline.experiment import Experiment
+from azureml_offline.model import Model
+from azureml_offline.run import Run
+from azureml_offline.workspace import Workspace
+
+# A classic Azure ML v1 training script: nothing in it knows about the offline workspace.
+CLASSIC_SCRIPT = """
+import argparse, os
+from azureml.core.run import Run
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int)
+parser.add_argument("--output_dir")
+args = parser.parse_args()
+run = Run.get_context()
+run.log("Epochs", args.epochs)
+for epoch in range(args.epochs):
+    run.log("Accuracy", 0.5 + epoch / 10)
+    print("epoch", epoch, flush=True)
+run.log_list("Losses", [0.3, 0.2])
+run.log_row("Table", epoch=1, loss=0.3)
+run.log_row("Table", epoch=2, loss=0.2)
+run.log_row("Row", a=1)
+run.tag("from-script", "yes")
+os.makedirs(args.output_dir, exist_ok=True)
+with open(os.path.join(args.output_dir, "model.npz"), "w") as f:
+    f.write("weights")
+print("MNIST_DIR=" + os.environ.get("MNIST_DIR", ""))
+"""
+
+
+def script_config(folder, source, arguments=(), compute_target=None):
+    folder.mkdir(exist_ok=True)
+    (folder / "train.py").write_text(textwrap.dedent(source))
+    return ScriptRunConfig(source_directory=str(folder), script="train.py", arguments=list(arguments),
+                           compute_target=compute_target, environment=Environment(name="test-env"))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    saved = os.environ.get("AZUREML_OFFLINE_DIR")
+    os.environ["AZUREML_OFFLINE_DIR"] = str(tmp_path_factory.mktemp("workspace"))
+    yield Workspace.from_config()
+    os.environ.pop("AZUREML_OFFLINE_DIR")
+    if saved is not None:
+        os.environ["AZUREML_OFFLINE_DIR"] = saved
+
+
+@pytest.fixture(scope="module")
+def finished_run(workspace, tmp_path_factory):
+    target = ComputeTarget.create(workspace, "gpu-cluster", AmlCompute.provisioning_configuration(
+        vm_size="STANDARD_NC4AS_T4_V3", min_nodes=0, max_nodes=4))
+    config = script_config(tmp_path_factory.mktemp("src"), CLASSIC_SCRIPT,
+                           ["--epochs", 3, "--output_dir", "./outputs"], target)
+    os.environ["MNIST_DIR"] = "inherited"
+    try:
+        run = Experiment(workspace, "classic").submit(config, tags={"kind": "test"})
+    finally:
+        del os.environ["MNIST_DIR"]
+    run.wait_for_completion()
+    return run
+
+
+def test_workspace_says_it_is_offline(workspace):
+    assert (workspace.name, workspace.location, workspace.subscription_id) == ("offline-workspace", "local", "offline")
+    with pytest.raises(UserErrorException):
+        Workspace.get("someone-elses")
+
+
+def test_a_classic_script_runs_unchanged(finished_run, capsys):
+    details = finished_run.wait_for_completion(show_output=True)
+    shown = capsys.readouterr().out
+    assert details["status"] == finished_run.get_status() == "Completed"
+    assert details["runDefinition"]["arguments"] == ["--epochs", "3", "--output_dir", "./outputs"]
+    assert details["target"] == "gpu-cluster"
+    assert "epoch 2\n" in shown and "MNIST_DIR=inherited" in shown  # the log, and the parent's environment
+    assert finished_run.get_file_names() == ["logs/std_log.txt", "outputs/model.npz"]
+    assert finished_run.get_tags() == {"kind": "test", "from-script": "yes"}
+
+
+def test_metrics_come_back_in_the_sdk_shapes(finished_run):
+    assert finished_run.get_metrics() == {
+        "Epochs": 3,                       # logged once: the value
+        "Accuracy": [0.5, 0.6, 0.7],       # logged repeatedly: the list
+        "Losses": [0.3, 0.2],
+        "Table": {"epoch": [1, 2], "loss": [0.3, 0.2]},  # a table: its columns
+        "Row": {"a": 1},                   # a one-row table: the row
+    }
+    assert finished_run.get_metrics("Epochs") == {"Epochs": 3}
+
+
+def test_files_download_and_stay_inside_the_target(finished_run, tmp_path):
+    finished_run.download_file("outputs/model.npz", output_file_path=str(tmp_path))
+    assert (tmp_path / "model.npz").read_text() == "weights"
+    finished_run.download_files(prefix="outputs", output_directory=str(tmp_path / "all"))
+    assert (tmp_path / "all" / "outputs" / "model.npz").exists()
+    for crafted in ["../run.json", "/etc/passwd", "outputs/../../status.json", ""]:
+        with pytest.raises(UserErrorException):
+            finished_run.download_file(crafted, output_file_path=str(tmp_path / "x"))
+    with pytest.raises(UserErrorException):
+        finished_run.upload_file("../../escaped.txt", str(tmp_path / "model.npz"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
+    first = finished_run.register_model(model_name="mnist", model_path="outputs/model.npz", tags={"t": "1"})
+    second = finished_run.register_model(model_name="mnist", model_path="outputs", description="folder")
+    assert (first.version, second.version, first.id) == (1, 2, "mnist:1")
+    assert (Model(workspace, "mnist").version, Model(workspace, "mnist", version=1).tags) == (2, {"t": "1"})
+    assert first.run_id == finished_run.id
+    assert Model(workspace, "mnist", version=1).download(str(tmp_path)) == str(tmp_path / "model.npz")
+    assert (tmp_path / "model.npz").read_text() == "weights"
+    with pytest.raises(WebserviceException):
+        first.download(str(tmp_path))  # exists: the SDK wants exist_ok=True
+    assert Model(workspace, id="mnist:2").download(str(tmp_path / "d")) == str(tmp_path / "d" / "outputs")
+    assert [m.id for m in Model.list(workspace)] == ["mnist:2", "mnist:1"]
+    assert [m.id for m in Model.list(workspace, "mnist", latest=True)] == ["mnist:2"]
+    with pytest.raises(WebserviceException):
+        finished_run.register_model(model_name="mnist", model_path="outputs/missing.npz")
+    with pytest.raises(WebserviceException):
+        Model(workspace, "mnist", version=3)
+
+
+def test_two_processes_registering_at_once_get_distinct_versions(workspace, tmp_path):
+    (tmp_path / "weights.bin").write_text("w")
+    register = ("from azureml_offline.workspace import Workspace; from azureml_offline.model import Model\n"
+                "ws = Workspace.from_config()\n"
+                "print([Model.register(ws, 'weights.bin', 'raced').version for _ in range(5)])")
+    processes = [subprocess.Popen([sys.executable, "-c", register], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    versions = [json.loads(p.communicate(timeout=60)[0]) for p in processes]
+    assert sorted(versions[0] + versions[1]) == list(range(1, 11))
+    assert all(Model(workspace, "raced", version=v).download(str(tmp_path / str(v))) for v in range(1, 11))
+
+
+def test_reopening_the_workspace_folder_finds_everything(finished_run):
+    reopened = Workspace.from_config()
+    experiment = reopened.experiments["classic"]
+    (run,) = experiment.get_runs()
+    assert (run.id, run.number, run.get_metrics()) == (finished_run.id, 1, finished_run.get_metrics())
+    assert Run(experiment, finished_run.id).get_status() == "Completed"
+    assert ComputeTarget(reopened, "gpu-cluster").get_status().serialize()["provisioningState"] == "Succeeded"
+    assert [m.version for m in Model.list(reopened, "mnist")] == [2, 1]
+
+
+def test_compute_targets_and_their_errors(workspace, tmp_path):
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget(workspace=workspace, name="missing")
+    with pytest.raises(ComputeTargetException):  # the SDK's own validation of the provisioning configuration
+        ComputeTarget.create(workspace, "bad", AmlCompute.provisioning_configuration(max_nodes=-1))
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget.create(workspace, "../escape", AmlCompute.provisioning_configuration(max_nodes=1))
+    target = ComputeTarget.create(workspace, "cpu", AmlCompute.provisioning_configuration(max_nodes=2))
+    status = target.get_status().serialize()
+    assert status["scaleSettings"]["maxNodeCount"] == 2 and "CPU cores" in status["vmSize"]
+    with pytest.raises(ComputeTargetException):
+        Experiment(workspace, "classic").submit(script_config(tmp_path, "pass", compute_target="nowhere"))
+
+
+def test_a_failing_script_fails_the_run(workspace, tmp_path, capsys):
+    config = script_config(tmp_path, "print('about to fail')\n1 / 0\n")
+    run = Experiment(workspace, "failing").submit(config)
+    with pytest.raises(ActivityFailedException, match="ZeroDivisionError"):
+        run.wait_for_completion(show_output=True)
+    assert "about to fail" in capsys.readouterr().out
+    details = run.get_details()
+    assert details["status"] == "Failed"
+    assert "ZeroDivisionError" in details["error"]["error"]["message"]
+    run.download_file("logs/std_log.txt", str(tmp_path / "log.txt"))
+    assert "ZeroDivisionError: division by zero" in (tmp_path / "log.txt").read_text()
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
+
+
+SLEEPER = """
+import os, time
+with open("pid", "w") as f:
+    f.write(str(os.getpid()))
+os.rename("pid", os.environ["PID_FILE"])
+time.sleep(600)
+"""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[1][0] != "Z"
+
+
+def eventually(condition, seconds=30):
+    """Wait until condition() holds; fail (rather than hang) after `seconds`."""
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, f"still not {condition.__name__} after {seconds} s"
+        time.sleep(0.1)
+
+
+def started_script(pid_file):
+    eventually(pid_file.exists)
+    return int(pid_file.read_text())
+
+
+def test_cancel_stops_the_script_and_leaves_no_process(workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("PID_FILE", str(tmp_path / "script.pid"))
+    run = Experiment(workspace, "cancelled").submit(script_config(tmp_path / "src", SLEEPER))
+    script_pid = started_script(tmp_path / "script.pid")
+    run.cancel()
+    assert run.get_status() == "Canceled"
+    assert not alive(script_pid) and run._runner.poll() is not None
+
+
+def test_when_the_submitting_process_dies_its_run_ends_canceled(workspace, tmp_path):
+    """A notebook kernel that is killed leaves no run behind, and the run's status says so."""
+    script = script_config(tmp_path / "src", SLEEPER)
+    kernel = ("import sys, time\n"
+              "from azureml.core import ScriptRunConfig\n"
+              "from azureml_offline.workspace import Workspace; from azureml_offline.experiment import Experiment\n"
+              "run = Experiment(Workspace.from_config(), 'orphaned').submit(ScriptRunConfig(sys.argv[1], 'train.py'))\n"
+              "time.sleep(600)\n")
+    env = dict(os.environ, PID_FILE=str(tmp_path / "script.pid"))
+    process = subprocess.Popen([sys.executable, "-c", kernel, script.source_directory], env=env)
+    script_pid = started_script(tmp_path / "script.pid")
+    process.kill()
+    process.wait()
+    (run,) = Experiment(workspace, "orphaned").get_runs()
+
+    def canceled():
+        return run.get_status() == "Canceled"
+
+    def script_gone():
+        return not alive(script_pid)
+
+    eventually(canceled)
+    eventually(script_gone)
