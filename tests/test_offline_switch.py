@@ -1,0 +1,69 @@
+"""activate_if_needed(): explicit, visible, and a no-op when a workspace configuration says Azure."""
+import importlib
+import json
+
+import azureml.core
+import azureml.core.compute
+import pytest
+
+import azureml_offline
+from azureml_offline import STAND_INS
+
+
+@pytest.fixture(autouse=True)
+def real_sdk_afterwards(monkeypatch, tmp_path):
+    """Run in an empty folder, and put the real classes back after each test."""
+    originals = [(module, name, getattr(importlib.import_module(module), name)) for module, name, _, _ in STAND_INS]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AZUREML_OFFLINE", raising=False)
+    monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path / "ws"))
+    yield
+    for module, name, original in originals:
+        setattr(importlib.import_module(module), name, original)
+
+
+def test_forced_offline_installs_the_stand_ins_and_says_so(monkeypatch, tmp_path, capsys):
+    real = {name: getattr(azureml.core, name) for name in ("Environment", "ScriptRunConfig")}
+    real_aml_compute = azureml.core.compute.AmlCompute
+    monkeypatch.setenv("AZUREML_OFFLINE", "1")
+    assert azureml_offline.activate_if_needed() == "offline"
+    assert azureml_offline.activate_if_needed() == "offline"  # twice is harmless
+    out = capsys.readouterr().out
+    assert "Azure ML: offline, because AZUREML_OFFLINE=1 is set." in out
+    assert "$AZUREML_OFFLINE_DIR" in out and str(tmp_path) not in out
+    from azureml.core import Workspace
+    from azureml.core.compute import ComputeTarget
+    from azureml.widgets import RunDetails
+    assert [c.__module__ for c in (Workspace, ComputeTarget, RunDetails)] == [
+        "azureml_offline.workspace", "azureml_offline.compute", "azureml_offline.widgets"]
+    assert Workspace.from_config().name == "offline-workspace"
+    assert {name: getattr(azureml.core, name) for name in real} == real
+    assert azureml.core.compute.AmlCompute is real_aml_compute
+
+
+def test_without_a_configuration_it_goes_offline(capsys):
+    assert azureml_offline.activate_if_needed() == "offline"
+    assert "no workspace configuration (config.json) was found" in capsys.readouterr().out
+    assert azureml.core.Experiment.__module__ == "azureml_offline.experiment"
+
+
+@pytest.mark.parametrize("override, reason", [
+    ("", "it found the workspace configuration ../.azureml/config.json"),
+    ("0", "AZUREML_OFFLINE=0 is set"),
+])
+def test_a_configuration_or_azureml_offline_0_keeps_the_real_sdk(override, reason, monkeypatch, tmp_path, capsys):
+    config = tmp_path / ".azureml" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"subscription_id": "s", "resource_group": "r", "workspace_name": "w"}))
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # found in a parent folder, as Workspace.from_config() finds it
+    monkeypatch.setenv("AZUREML_OFFLINE", override)
+    assert azureml_offline.activate_if_needed() == "azure"
+    assert capsys.readouterr().out == f"Azure ML: Azure, because {reason}.\n"
+    assert azureml.core.Workspace.__module__ == "azureml.core.workspace"
+
+
+def test_a_bad_override_is_an_error(monkeypatch):
+    monkeypatch.setenv("AZUREML_OFFLINE", "yes")
+    with pytest.raises(ValueError, match="AZUREML_OFFLINE"):
+        azureml_offline.activate_if_needed()

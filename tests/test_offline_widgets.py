@@ -1,0 +1,46 @@
+"""RunDetails: builds its widgets from the public Run API, updates them while the run goes, stops when it ends."""
+import textwrap
+
+from azureml.core import ScriptRunConfig
+
+from azureml_offline import widgets
+from azureml_offline.experiment import Experiment
+from azureml_offline.workspace import Workspace
+from test_offline_runs import eventually
+
+# Logs a metric, then waits for the test's go-ahead, so the view is seen mid-run.
+SCRIPT = """
+import os, time
+from azureml.core.run import Run
+Run.get_context().log("Loss", 0.5)
+print("waiting", flush=True)
+while not os.path.exists(os.environ["GO_FILE"]):
+    time.sleep(0.05)
+Run.get_context().log("Loss", 0.25)
+print("done", flush=True)
+"""
+
+
+def test_run_details_updates_while_the_run_goes_and_stops_when_it_ends(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path / "ws"))
+    monkeypatch.setenv("GO_FILE", str(tmp_path / "go"))
+    monkeypatch.setattr(widgets, "POLL_SECONDS", 0.2)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(textwrap.dedent(SCRIPT))
+    run = Experiment(Workspace.from_config(), "watched").submit(ScriptRunConfig(str(tmp_path / "src"), "train.py"))
+    details = widgets.RunDetails(run)
+    details.show()
+    assert f"Run {run.id}: " in capsys.readouterr().out  # the plain-text view, outside a notebook
+
+    def showing_the_first_loss():
+        return "waiting" in details._log.value and "0.5" in details._metrics.value
+
+    eventually(showing_the_first_loss)
+    assert "Running" in details._header.value and details._thread.is_alive()
+    (tmp_path / "go").touch()
+    details._thread.join(timeout=30)
+    assert not details._thread.is_alive()  # it stopped polling
+    assert "Completed" in details._header.value
+    assert "0.25 (2 values)" in details._metrics.value and "done" in details._log.value
+    state = details.get_widget_data()
+    assert (state["status"], state["metrics"]) == ("Completed", {"Loss": [0.5, 0.25]})
