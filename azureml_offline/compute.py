@@ -71,6 +71,10 @@ class ComputeTarget(AbstractComputeTarget):
             scale_settings=ScaleSettings.deserialize(self._definition["scaleSettings"]), target_node_count=1,
             vm_priority=self._definition["vmPriority"], vm_size=f"this machine (offline): {describe_machine()}")
 
+    def delete(self):
+        """Remove the target from the workspace folder; the runs made on it keep their records."""
+        self._file.unlink()
+
     def __repr__(self):
         return f"ComputeTarget(workspace=<offline>, name={self.name!r})  # this machine"
 

@@ -3,7 +3,7 @@
 It calls only the public Run API (get_details_with_logs, get_metrics), so it shows an Azure
 run as well as an offline one: in JupyterLab 4 and Notebook 7, where azureml-widgets' own
 RunDetails does not render, it is the live view for Azure runs too. Front ends without
-widgets get the same content as plain text.
+widgets get a line that names the run (outside IPython, its status and metrics are printed).
 """
 import html
 import threading
@@ -36,7 +36,9 @@ class RunDetails:
         if InteractiveShell.initialized():
             display({"application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
-                "text/plain": self._text(state)}, raw=True)
+                # Plain text cannot update: name the run rather than a status that is stale at once.
+                "text/plain": f"Live view of run {self._run.id} (needs a front end with widgets; "
+                              "run.wait_for_completion(show_output=True) streams its log)"}, raw=True)
         else:
             print(self._text(state))
         if state["status"] not in TERMINAL_STATES:

@@ -170,6 +170,9 @@ def test_compute_targets_and_their_errors(workspace, tmp_path):
     assert status["scaleSettings"]["maxNodeCount"] == 2 and "CPU cores" in status["vmSize"]
     with pytest.raises(ComputeTargetException):
         Experiment(workspace, "classic").submit(script_config(tmp_path, "pass", compute_target="nowhere"))
+    target.delete()
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget(workspace=workspace, name="cpu")
 
 
 def test_a_failing_script_fails_the_run(workspace, tmp_path, capsys):
