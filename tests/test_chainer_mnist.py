@@ -74,11 +74,11 @@ def test_same_seed_same_model_other_seed_other_model(mnist_dir, tmp_path):
     assert not np.array_equal(a["/predictor/l1/W"], c["/predictor/l1/W"])
 
 
-def test_in_place_adam_matches_chainers_adam():
+def test_fused_adam_matches_chainers_adam():
     rng = np.random.default_rng(0)
     models = [L.Linear(300, 200) for _ in range(2)]
     models[1].copyparams(models[0])
-    optimizers = [chainer.optimizers.Adam(), chainer_mnist.InPlaceAdam()]
+    optimizers = [chainer.optimizers.Adam(), chainer_mnist.FusedAdam()]
     for model, optimizer in zip(models, optimizers):
         optimizer.setup(model)
     for _ in range(5):
