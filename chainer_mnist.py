@@ -225,7 +225,8 @@ def tune_cpu():
     libc.mallopt(M_TRIM_THRESHOLD, 512 << 20)
     libc.mallopt(M_TOP_PAD, 64 << 20)
     if platform.machine() == "x86_64":
-        np.finfo(np.float32)  # Computed now: NumPy warns if it first meets a CPU that flushes denormals.
+        for dtype in (np.float32, np.float64):  # Computed now: NumPy warns if it first meets a CPU that flushes denormals.
+            np.finfo(dtype)
         environment = (ctypes.c_uint32 * 8)()  # glibc's fenv_t on x86-64: 32 bytes, MXCSR last.
         libm.fegetenv(environment)
         environment[7] |= 0x8040  # MXCSR's flush-to-zero and denormals-are-zero bits.

@@ -54,6 +54,13 @@ def test_learns_and_saves_a_loadable_model(mnist_dir, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "model.json", "model.npz"]
 
 
+def test_runs_as_a_script_with_nothing_on_stderr(mnist_dir, tmp_path):
+    """A warning would land in the run's log, and in the notebook's committed outputs."""
+    result = subprocess.run([sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "1",
+                             "-o", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == ""
+
+
 def test_logs_metrics_to_the_run(mnist_dir, tmp_path, monkeypatch):
     from azureml.core.run import Run
 
