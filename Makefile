@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: tutorial test benchmark clean
+.PHONY: tutorial refresh-notebook test benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 
+NOTEBOOK := chainer-mnist-azureml.ipynb
+# Headless, offline, cell by cell as a reader would; no per-cell time limit (training takes a minute on a CPU).
+EXECUTE := AZUREML_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute $(NOTEBOOK) \
+	--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False
+
 tutorial: $(VENV)/.installed
-	$(BIN)/python chainer_mnist.py
+	cd notebooks && $(EXECUTE) --output-dir ../build
+	@echo "Executed notebook: build/$(NOTEBOOK)"
+	@echo "Downloaded model:  notebooks/model/model.npz (and model.json)"
+	@echo "Offline workspace: notebooks/.azureml-offline (runs, logs, registered models)"
+
+# Re-run the tutorial in a fresh offline workspace on real MNIST and keep its outputs in the committed notebook.
+refresh-notebook: $(VENV)/.installed
+	test -n "$$MNIST_DIR" || { echo "set MNIST_DIR to a folder with the four MNIST files"; exit 1; }
+	rm -rf notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist
+	cd notebooks && $(EXECUTE) --inplace
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
@@ -26,4 +40,4 @@ benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/benchmark_epoch.py
 
 clean:
-	rm -rf $(VENV) outputs build .azureml-offline
+	rm -rf $(VENV) outputs build notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist

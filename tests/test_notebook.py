@@ -1,0 +1,84 @@
+"""The tutorial notebook, run cell by cell against the offline workspace.
+
+nbval re-executes the committed notebook in strict mode and compares each cell's output with the committed one
+(real MNIST there, the tests' small data set here): tests/nbval_sanitize.cfg masks only what truly varies.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import REPO
+
+NOTEBOOK = REPO / "notebooks" / "chainer-mnist-azureml.ipynb"
+SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
+
+
+def layout(folder, notebook):
+    """The notebook and the repository files it reads (../chainer_mnist.py, ../job-environment.yml)."""
+    for name in ("chainer_mnist.py", "job-environment.yml"):
+        shutil.copy(REPO / name, folder / name)
+    (folder / "notebooks").mkdir()
+    path = folder / "notebooks" / NOTEBOOK.name
+    nbformat.write(notebook, path)
+    return path
+
+
+def offline_env(workspace, mnist_dir):
+    return dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(workspace), MNIST_DIR=str(mnist_dir))
+
+
+def nbval(path, env):
+    command = [sys.executable, "-m", "pytest", "--nbval", path.name, "--nbval-current-env",
+               "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
+    return subprocess.run(command, cwd=path.parent, env=env, capture_output=True, text=True, timeout=600)
+
+
+def code_cell(notebook, starting_with):
+    return next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.source.startswith(starting_with))
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("tutorial")
+    env = offline_env(folder / "workspace", mnist_dir)
+    path = layout(folder, nbformat.read(NOTEBOOK, as_version=4))
+    return path, env, nbval(path, env)
+
+
+def test_committed_notebook_passes_nbval_strict(first_run):
+    _, _, result = first_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout
+
+
+def test_clean_rerun_finds_the_cluster_and_registers_version_2(first_run):
+    path, env, _ = first_run
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+
+    def text(starting_with):
+        return "".join(o.get("text", "") for o in notebook.cells[code_cell(notebook, starting_with)].outputs)
+
+    assert "Found the existing cluster gpu-cluster" in text("from azureml.core.compute import")
+    assert "Registered chainer-dnn-mnist version 2" in text("model = run.register_model(")
+
+
+def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mnist_dir):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    table = code_cell(notebook, "metrics = run.get_metrics()")
+    lines = notebook.cells[table].outputs[0]["text"].splitlines(keepends=True)
+    notebook.cells[table].outputs[0]["text"] = "".join(lines[:-1])  # one epoch fewer than the run prints
+    raising = code_cell(notebook, "model = run.register_model(")
+    notebook.cells[raising].source = notebook.cells[raising].source.replace("outputs/model.npz", "outputs/missing.npz")
+
+    result = nbval(layout(tmp_path, notebook), offline_env(tmp_path / "workspace", mnist_dir))
+
+    failed = {int(n) for n in re.findall(r"^FAILED .*::Cell (\d+)", result.stdout, re.MULTILINE)}
+    code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    assert failed == {code_cells.index(table), code_cells.index(raising)}, result.stdout
