@@ -77,5 +77,9 @@ class RunDetails:
 def _latest(value):
     """A metric's last value (with how many there are) for a list, the value itself otherwise."""
     if isinstance(value, list) and value:
-        return f"{value[-1]} ({len(value)} values)"
-    return str(value)
+        return f"{_number(value[-1])} ({len(value)} values)"
+    return _number(value)
+
+
+def _number(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,94 @@
+"""Run the tutorial in JupyterLab 4 or Notebook 7 in a real (headless) Chromium and take screenshots.
+
+A manual check, not part of CI: does the live RunDetails view render and update in JupyterLab 4 while the run
+trains, and do the plots render? The same in Notebook 7 with `--frontend notebook`. Needs Debian's `chromium` and `pip install playwright` (it drives the system
+Chromium, nothing is downloaded). Runs offline in a throw-away workspace; from the repository root:
+
+    MNIST_DIR=../shared/data/mnist .venv/bin/python scripts/browser_check.py --out build/screenshots
+"""
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = "chainer-mnist-azureml.ipynb"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def start_lab(folder, port, token, env):
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--allow-root"]
+    lab = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(60):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+            return lab
+        except OSError:
+            time.sleep(1)
+    lab.terminate()
+    raise SystemExit("JupyterLab did not start on loopback within 60 s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="build/screenshots", help="folder for the PNG screenshots")
+    parser.add_argument("--frontend", choices=["lab", "notebook"], default="lab",
+                        help="JupyterLab 4 or Notebook 7 (both served by the same Jupyter server)")
+    parser.add_argument("--port", type=int, default=8899)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--live-seconds", type=int, default=20, help="how long to let the run train before the live shot")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        for name in ("chainer_mnist.py", "job-environment.yml"):
+            shutil.copy(REPO / name, folder / name)
+        (folder / "notebooks").mkdir()
+        shutil.copy(REPO / "notebooks" / NOTEBOOK, folder / "notebooks" / NOTEBOOK)
+        env = dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(folder / "workspace"))
+        token = secrets.token_hex(16)
+        lab = start_lab(folder, args.port, token, env)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                path = {"lab": "lab/tree", "notebook": "notebooks"}[args.frontend]
+                page.goto(f"http://127.0.0.1:{args.port}/{path}/notebooks/{NOTEBOOK}?token={token}")
+                page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+                page.get_by_role("menuitem", name="Run").first.click()
+                page.get_by_text("Run All Cells", exact=True).click()
+                # The live view renders as a widget output, then fills in while the run trains.
+                # JupyterLab 4 hides cells outside the viewport: wait for the widget to exist, then scroll to it.
+                widget = page.wait_for_selector(".jp-OutputArea-output.jupyter-widgets", state="attached",
+                                                timeout=120_000)
+                page.wait_for_timeout(args.live_seconds * 1000)
+                widget.scroll_into_view_if_needed()
+                widget.screenshot(path=out / "1-run-details-live.png")
+                page.wait_for_selector("text=Kept gpu-cluster", state="attached", timeout=900_000)  # the last cell
+                widget.scroll_into_view_if_needed()
+                widget.screenshot(path=out / "2-run-details-final.png")
+                for number, image in enumerate(page.query_selector_all(".jp-RenderedImage img"), start=3):
+                    image.scroll_into_view_if_needed()
+                    image.screenshot(path=out / f"{number}-plot.png")
+                browser.close()
+        finally:
+            lab.terminate()
+            lab.wait(timeout=30)
+    print("Screenshots in", out)
+
+
+if __name__ == "__main__":
+    main()
