@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 
+# The notebook and its runs work in other folders: a relative MNIST_DIR must become absolute.
+ifdef MNIST_DIR
+export MNIST_DIR := $(abspath $(MNIST_DIR))
+endif
+
 NOTEBOOK := chainer-mnist-azureml.ipynb
 # Headless, offline, cell by cell as a reader would; no per-cell time limit (training takes a minute on a CPU).
 EXECUTE := AZUREML_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute $(NOTEBOOK) \
