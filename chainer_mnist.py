@@ -16,9 +16,10 @@ import json
 import math
 import os
 import platform
+import secrets
+import signal
 import struct
 import sys
-import tempfile
 import time
 import urllib.request
 import zlib
@@ -85,6 +86,8 @@ class FusedAdamRule(chainer.optimizers.adam.AdamRule):
     each weight matrix per step, which costs more than the backward pass. The GPU keeps Chainer's kernel."""
 
     def update_core_cpu(self, param):
+        if param.grad is None:  # As Chainer's rule: a parameter that took no part in the loss stays.
+            return
         hp = self.hyperparam
         cast = param.array.dtype.type
         update = adam_update_parallel if param.array.size >= PARALLEL_SIZE else adam_update_serial
@@ -136,6 +139,8 @@ def read_split(directory, prefix):
                         f"{images.shape[1]}x{images.shape[2]}")
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+    if len(images) == 0:
+        raise DataError(f"{images_path} holds no images")
     if labels.max(initial=0) > 9:
         raise DataError(f"{labels_path}: label {labels.max()} found; digits 0-9 expected")
     x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=np.float32)
@@ -149,7 +154,9 @@ def cache_dir():
 def save_atomically(path, write):
     """Call write(file) on a temporary file beside `path`, then rename it into place: readers see
     the old file or the complete new one, never a partial one. Hidden, so never taken for a model."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # Not mkstemp, whose files are private whatever the umask: the model and the data cache are not.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -303,6 +310,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    # Cancelling a run sends SIGTERM: leave through Python, so that a file being saved is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from azureml.core.run import Run  # Here, so that importing this module stays cheap.
 
     tune_cpu()

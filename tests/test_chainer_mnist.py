@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -83,7 +84,9 @@ def test_same_seed_same_model_other_seed_other_model(mnist_dir, tmp_path):
 
 def test_fused_adam_matches_chainers_adam():
     rng = np.random.default_rng(0)
-    models = [L.Linear(300, 200) for _ in range(2)]
+    # 90,000 weights take the parallel kernel, the 300 biases the serial one.
+    models = [L.Linear(300, 300) for _ in range(2)]
+    assert models[0].W.size >= chainer_mnist.PARALLEL_SIZE > models[0].b.size
     models[1].copyparams(models[0])
     optimizers = [chainer.optimizers.Adam(), chainer_mnist.FusedAdam()]
     for model, optimizer in zip(models, optimizers):
@@ -118,6 +121,24 @@ def test_resume_after_kill_gives_the_same_model(mnist_dir, tmp_path):
     assert all(np.array_equal(whole[k], again[k]) for k in whole)
     assert json.loads((killed / "model.json").read_text())["test_accuracy"] == \
         json.loads((tmp_path / "whole" / "model.json").read_text())["test_accuracy"]
+
+
+def test_cancel_leaves_no_temporary_file(mnist_dir, tmp_path):
+    """Cancelling a run (on Azure or offline) sends SIGTERM; a save in progress must not leave its temporary file."""
+    args = [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "50", "-o", str(tmp_path)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (tmp_path / "checkpoint.npz").exists() and process.poll() is None:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 128 + signal.SIGTERM  # Left through Python, running the cleanup.
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    chainer_mnist.save_atomically(tmp_path / "model.json", lambda f: f.write(b"{}"))
+    umask = os.umask(0o22)
+    os.umask(umask)
+    assert (tmp_path / "model.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_checkpoint_from_other_settings_is_refused(mnist_dir, tmp_path, capsys):
@@ -176,6 +197,10 @@ def test_mismatched_counts_shapes_and_labels(mnist_dir, tmp_path):
         chainer_mnist.load_mnist(tmp_path)
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((500, 32, 32), np.uint8))
     with pytest.raises(chainer_mnist.DataError, match="t10k-images.*28x28"):
+        chainer_mnist.load_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(0, np.uint8))
+    with pytest.raises(chainer_mnist.DataError, match="t10k-images.* no images"):
         chainer_mnist.load_mnist(tmp_path)
 
 
