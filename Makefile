@@ -36,7 +36,7 @@ tutorial: $(VENV)/.installed
 refresh-notebook: $(VENV)/.installed
 	test -n "$$MNIST_DIR" || { echo "set MNIST_DIR to a folder with the four MNIST files"; exit 1; }
 	rm -rf notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist
-	cd notebooks && $(EXECUTE) --inplace
+	cd notebooks && unset AZUREML_OFFLINE_DIR && $(EXECUTE) --inplace
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
