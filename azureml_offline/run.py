@@ -2,7 +2,7 @@
 
 A run folder (<workspace>/experiments/<name>/runs/<number>/) holds:
   run.json      what was submitted (id, script, arguments), written once at submit
-  status.json   the status, written by the runner only
+  status.json   the status, written by the runner (and by a reader that finds the runner dead: Failed)
   metrics.jsonl and tags.jsonl, appended by the script and the notebook
   snapshot/     the copy of source_directory that the script runs in
   files/        what get_file_names() lists: logs/std_log.txt, and outputs/ once the script ends
@@ -10,6 +10,7 @@ A run folder (<workspace>/experiments/<name>/runs/<number>/) holds:
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from . import store
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 POLL_SECONDS = 0.5
+RUNNER_LOG_TAIL_LINES = 10  # of runner.log, in the error of a run whose runner died
 
 
 class Run:
@@ -76,12 +78,53 @@ class Run:
         return self.get_status()
 
     def get_status(self):
-        return store.read_json(self._folder / "status.json")["status"]
+        return self._read_status()["status"]
+
+    def _read_status(self):
+        """status.json; a run whose runner is gone without ending it is marked Failed (else it would never end)."""
+        status = store.read_json(self._folder / "status.json")
+        if status["status"] in TERMINAL_STATES or self._runner_alive(status):
+            return status
+        status = store.read_json(self._folder / "status.json")  # it may have ended the run just before exiting
+        if status["status"] in TERMINAL_STATES:
+            return status
+        how = "died"
+        if self._runner:
+            code = self._runner.returncode
+            how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+        log = (self._folder / "runner.log").read_text(errors="replace").strip().splitlines() \
+            if (self._folder / "runner.log").exists() else []
+        message = f"The offline runner process {how} before it recorded the end of the run"
+        if log:
+            message += "; runner.log ends:\n" + "\n".join(log[-RUNNER_LOG_TAIL_LINES:])
+        status.update(status="Failed", endTimeUtc=store.utc_now(),
+                      error={"error": {"code": "SystemError", "message": message}})
+        store.write_json(self._folder / "status.json", status)
+        return status
+
+    def _runner_alive(self, status):
+        """Whether the runner may still end the run: this process's child, or the pid it recorded in the status."""
+        if self._runner:
+            return self._runner.poll() is None
+        pid = status.get("runnerPid")
+        if pid is None:
+            return True  # not started yet, or started by another process that has not recorded it: cannot tell
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:  # a zombie (the runner of a run this process submitted, not yet reaped) is dead too
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rpartition(")")[2].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
 
     def get_details(self):
         """The SDK's details dict; logFiles maps each log's name to itself (read it with download_file)."""
         submitted = store.read_json(self._folder / "run.json")
-        status = store.read_json(self._folder / "status.json")
+        status = self._read_status()
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
         details.update({"properties": {}, "inputDatasets": [], "outputDatasets": [],
@@ -95,8 +138,11 @@ class Run:
         details["logFiles"] = {name: (self._files / name).read_text(errors="replace") for name in details["logFiles"]}
         return details
 
-    def wait_for_completion(self, show_output=False, *, raise_on_error=True):
-        """Wait until the run ends and return its details; show_output streams the log meanwhile."""
+    def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True):
+        """Wait until the run ends and return its details; show_output streams the log meanwhile.
+
+        Offline there is no post-processing: the runner moves ./outputs into the run before it ends the run.
+        """
         try:
             status = self._wait(sys.stdout if show_output else None)
         except KeyboardInterrupt:

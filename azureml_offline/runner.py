@@ -24,7 +24,8 @@ def main(folder, parent_pid):
     folder = Path(folder)
     # Terminating the runner cancels the run.
     signal.signal(signal.SIGTERM, lambda signum, frame: (folder / "cancel").touch())
-    status = {"status": "Running", "startTimeUtc": store.utc_now()}
+    # The pid lets a Run reopened from disk see that the runner died without ending the run.
+    status = {"status": "Running", "startTimeUtc": store.utc_now(), "runnerPid": os.getpid()}
     store.write_json(folder / "status.json", status)
     try:
         script = start_script(folder)

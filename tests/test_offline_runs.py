@@ -1,9 +1,11 @@
 """Runs in the offline workspace: real subprocesses, real files, the SDK's shapes and exceptions."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -252,3 +254,32 @@ def test_when_the_submitting_process_dies_its_run_ends_canceled(workspace, tmp_p
 
     eventually(canceled)
     eventually(script_gone)
+
+
+def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, monkeypatch):
+    """Killing the runner (not the script) fails the run, seen from its submitter and from a Run reopened from disk."""
+    runs, reopened = [], []
+    for name in ("a", "b"):
+        monkeypatch.setenv("PID_FILE", str(tmp_path / f"{name}.pid"))
+        runs.append(Experiment(workspace, "runner-killed").submit(script_config(tmp_path / name, SLEEPER)))
+        reopened.append(Run(Experiment(workspace, "runner-killed"), runs[-1].id))
+    script_pids = [started_script(tmp_path / f"{name}.pid") for name in ("a", "b")]
+    for run in runs:
+        os.kill(run._runner.pid, signal.SIGKILL)
+
+    errors = []
+    waiting = threading.Thread(target=lambda: errors.append(pytest.raises(ActivityFailedException,
+                                                                          runs[0].wait_for_completion)), daemon=True)
+    waiting.start()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and errors, "wait_for_completion still waits for a dead runner"
+    assert "SIGKILL" in str(errors[0].value) or "Killed" in str(errors[0].value)
+    assert runs[0].get_status() == "Failed"
+
+    def reopened_run_failed():  # its runner is a zombie here, not reaped: as dead as one that is gone
+        return reopened[1].get_status() == "Failed"
+
+    eventually(reopened_run_failed, seconds=10)
+    assert "runner" in reopened[1].get_details()["error"]["error"]["message"]
+    for pid in script_pids:
+        eventually(lambda: not alive(pid))  # the script dies with its runner
