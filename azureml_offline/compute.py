@@ -52,8 +52,10 @@ class ComputeTarget(AbstractComputeTarget):
         names = sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
         return [ComputeTarget(workspace, name) for name in names]
 
-    def wait_for_completion(self, show_output=False):
-        """Nothing to provision offline; show_output says what stands in for the requested VMs."""
+    def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=25,
+                            is_delete_operation=False):
+        """Nothing is provisioned offline, so there is nothing to wait for (whatever the node count or timeout);
+        show_output says what stands in for the requested VMs."""
         if show_output:
             scale = self._definition["scaleSettings"]
             print(f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
@@ -88,7 +90,12 @@ def describe_machine():
 def describe_gpus():
     if not shutil.which("nvidia-smi"):
         return "no GPU"
-    names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                           capture_output=True, text=True).stdout.split("\n")
-    names = [name.strip() for name in names if name.strip()]
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "no GPU (nvidia-smi did not answer)"
+    if result.returncode != 0:  # e.g. a broken driver, whose error message is on stdout
+        return "no GPU (nvidia-smi failed)"
+    names = [name.strip() for name in result.stdout.split("\n") if name.strip()]
     return f"GPU: {', '.join(names)}" if names else "no GPU"

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from azureml._base_sdk_common.common import check_valid_resource_name
 from azureml.core.script_run_config import ScriptRunConfig
-from azureml.exceptions import ComputeTargetException, UserErrorException
+from azureml.exceptions import UserErrorException
 
 from . import store
+from .compute import ComputeTarget
 from .run import Run
 
-# Never snapshotted: version control, caches, and the offline workspace itself when it lies inside source_directory.
+# Never snapshotted: version control, caches, and offline workspaces (the current one under any name: _snapshot_ignore).
 SNAPSHOT_IGNORE = (".git", "__pycache__", ".ipynb_checkpoints", ".azureml-offline")
 
 
@@ -46,27 +47,26 @@ class Experiment:
         if not (source / config.script).is_file():
             raise UserErrorException(f"Script {config.script!r} not found in source_directory {config.source_directory!r}")
         target = config.run_config.target
-        if target != "local" and not (self._workspace._root / "computes" / f"{target}.json").exists():
-            raise ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {target} not found in "
-                                         "provided workspace")
+        if target != "local":
+            ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
 
-        staged = store.staging_dir(self._workspace._root)
-        shutil.copytree(source, staged / "snapshot", ignore=shutil.ignore_patterns(*SNAPSHOT_IGNORE))
-        store.write_json(staged / "run.json", {
-            "runId": f"{self._name}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
-            "target": target,
-            "submitted": store.utc_now(),
-            "runDefinition": {
-                "script": config.script,
-                # Azure passes every argument as a string; so does the runner.
-                "arguments": [str(argument) for argument in config.arguments or []],
-                "environment": config.run_config.environment.name,
-            },
-        })
-        store.write_json(staged / "status.json", {"status": "Queued"})
-        for key, value in (tags or {}).items():
-            store.append_record(staged / "tags.jsonl", {key: value})
-        number = store.publish(staged, self._folder / "runs")
+        with store.staging_dir(self._workspace._root) as staged:
+            shutil.copytree(source, staged / "snapshot", ignore=self._snapshot_ignore)
+            store.write_json(staged / "run.json", {
+                "runId": f"{self._name}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
+                "target": target,
+                "submitted": store.utc_now(),
+                "runDefinition": {
+                    "script": config.script,
+                    # Azure passes every argument as a string; so does the runner.
+                    "arguments": [str(argument) for argument in config.arguments or []],
+                    "environment": config.run_config.environment.name,
+                },
+            })
+            store.write_json(staged / "status.json", {"status": "Queued"})
+            for key, value in (tags or {}).items():
+                store.append_record(staged / "tags.jsonl", {key: value})
+            number = store.publish(staged, self._folder / "runs")
         run = Run._open(self, number)
         print(f"Offline run {run.id}: this Python runs {config.script}; environment "
               f"{config.run_config.environment.name!r} (its conda file and Docker image) is not built.")
@@ -76,6 +76,12 @@ class Experiment:
                 [sys.executable, "-m", "azureml_offline.runner", str(run._folder), str(os.getpid())],
                 start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=runner_log)
         return run
+
+    def _snapshot_ignore(self, folder, names):
+        """copytree's ignore: SNAPSHOT_IGNORE, and the workspace folder under whatever name it has here."""
+        ignored = set(shutil.ignore_patterns(*SNAPSHOT_IGNORE)(folder, names))
+        root = self._workspace._root.resolve()
+        return ignored | {name for name in names if Path(folder, name).resolve() == root}
 
     def get_runs(self):
         """This experiment's runs, newest first."""

@@ -37,30 +37,38 @@ class Model:
         self.tags = definition["tags"]
         self.properties = definition["properties"]
         self.description = definition["description"]
+        self.model_framework = definition.get("framework")  # .get: versions registered before it was recorded
+        self.model_framework_version = definition.get("frameworkVersion")
         self.created_time = definition["createdTime"]
         self.run_id = definition["runId"]
         self.experiment_name = definition["experimentName"]
 
     @staticmethod
-    def register(workspace, model_path, model_name, tags=None, properties=None, description=None):
+    def register(workspace, model_path, model_name, tags=None, properties=None, description=None, *,
+                 model_framework=None, model_framework_version=None):
         """Register the local file or folder model_path as the next version of model_name."""
         if not os.path.exists(model_path):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found')
-        return Model._register(workspace, Path(model_path), model_name, tags, properties, description)
+        return Model._register(workspace, Path(model_path), model_name, tags, properties, description,
+                               model_framework, model_framework_version)
 
     @staticmethod
-    def _register(workspace, source, model_name, tags, properties, description, run=None):
+    def _register(workspace, source, model_name, tags, properties, description, model_framework=None,
+                  model_framework_version=None, run=None):
         """Copy the file or folder `source` into a new version of model_name, and return that version."""
         model_name_validation(model_name)
-        staged = store.staging_dir(workspace._root)
-        (staged / "files").mkdir()
-        copy = shutil.copytree if source.is_dir() else shutil.copyfile
-        copy(source, staged / "files" / source.name)
-        store.write_json(staged / "model.json", {
-            "tags": dict(tags or {}), "properties": dict(properties or {}), "description": description,
-            "createdTime": store.utc_now(), "runId": run.id if run else None,
-            "experimentName": run.experiment.name if run else None})
-        version = store.publish(staged, workspace._root / "models" / model_name)
+        if model_framework is None and model_framework_version is not None:
+            raise WebserviceException("Model framework version cannot be provided without a valid framework")
+        with store.staging_dir(workspace._root) as staged:
+            (staged / "files").mkdir()
+            copy = shutil.copytree if source.is_dir() else shutil.copyfile
+            copy(source, staged / "files" / source.name)
+            store.write_json(staged / "model.json", {
+                "tags": dict(tags or {}), "properties": dict(properties or {}), "description": description,
+                "framework": model_framework, "frameworkVersion": model_framework_version,
+                "createdTime": store.utc_now(), "runId": run.id if run else None,
+                "experimentName": run.experiment.name if run else None})
+            version = store.publish(staged, workspace._root / "models" / model_name)
         return Model(workspace, model_name, version=version)
 
     @staticmethod

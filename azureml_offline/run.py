@@ -192,9 +192,12 @@ class Run:
             (self._folder / "cancel").touch()  # the runner watches for this file, as Azure's local runs do
             self._wait(None)
 
-    def log(self, name, value, description=""):
-        """Record one value of metric `name`."""
-        store.append_record(self._folder / "metrics.jsonl", {"name": name, "value": value, "description": description})
+    def log(self, name, value, description="", step=None):
+        """Record one value of metric `name` (at `step`, if given: recorded, get_metrics lists the values in order)."""
+        record = {"name": name, "value": value, "description": description}
+        if step is not None:
+            record["step"] = step
+        store.append_record(self._folder / "metrics.jsonl", record)
 
     def log_list(self, name, value, description=""):
         """Record a list of values of metric `name`."""
@@ -260,7 +263,8 @@ class Run:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self._files / name, target)
 
-    def register_model(self, model_name, model_path=None, tags=None, properties=None, *, description=None):
+    def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
+                       model_framework_version=None, description=None):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
         from .model import Model
         if model_path not in self.get_file_names() and not any(
@@ -268,7 +272,7 @@ class Run:
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
                                       f"run's files: {self.get_file_names()}")
         return Model._register(self._experiment.workspace, store.inside(self._files, model_path), model_name,
-                               tags, properties, description, run=self)
+                               tags, properties, description, model_framework, model_framework_version, run=self)
 
     def complete(self):
         """Offline the runner marks the run Completed when its script exits; a script's own call changes nothing."""

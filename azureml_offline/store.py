@@ -4,8 +4,10 @@ Several processes share this folder (the notebook, each run's runner and script,
 notebook), so nothing here is read half-written: files are written to a temporary name and
 renamed, and numbered entries (run numbers, model versions) are claimed by an atomic rename.
 """
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from datetime import datetime, timezone
@@ -17,13 +19,35 @@ RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script: its run 
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
 
 
+def _read_umask():
+    """The process's umask: from /proc where it is shown, else by setting it and putting it back."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+UMASK = _read_umask()  # read once: written files get the permissions open() would give them
+
+
 def write_json(path, data):
     """Write `data` to `path` as JSON, all or nothing."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=plain)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o666 & ~UMASK)  # mkstemp makes it 0600
+            json.dump(data, f, indent=2, default=plain)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def read_json(path, default=None):
@@ -36,7 +60,7 @@ def read_json(path, default=None):
 def append_record(path, record):
     """Append one JSON line; one write() on an O_APPEND file, so concurrent writers never interleave."""
     line = (json.dumps(record, default=plain) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, line)
     finally:
@@ -44,10 +68,12 @@ def append_record(path, record):
 
 
 def read_records(path):
+    """The records append_record() wrote; a last line without its newline is still being appended: not yet."""
     try:
-        return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+        lines = Path(path).read_text().split("\n")[:-1]
     except FileNotFoundError:
         return []
+    return [json.loads(line) for line in lines if line]
 
 
 def plain(value):
@@ -57,11 +83,16 @@ def plain(value):
     raise TypeError(f"cannot record a value of type {type(value).__name__}: {value!r}")
 
 
+@contextlib.contextmanager
 def staging_dir(root):
-    """A fresh folder on the same file system as `root`, to fill and then publish()."""
+    """A fresh folder on the same file system as `root`, to fill and then publish(); removed if that fails."""
     staging = Path(root) / ".staging" / uuid.uuid4().hex
     staging.mkdir(parents=True)
-    return staging
+    try:
+        yield staging
+    except BaseException:  # Ctrl-C too: leave nothing half-filled behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def publish(staged, parent):

@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
     WebserviceException
 
+from azureml_offline import compute, store
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
@@ -46,6 +48,9 @@ print("MNIST_DIR=" + os.environ.get("MNIST_DIR", ""))
 """
 
 
+MNIST_DIR_BEFORE = os.environ.get("MNIST_DIR")  # the user's own: the fixtures leave it as it was
+
+
 def script_config(folder, source, arguments=(), compute_target=None):
     folder.mkdir(exist_ok=True)
     (folder / "train.py").write_text(textwrap.dedent(source))
@@ -69,11 +74,9 @@ def finished_run(workspace, tmp_path_factory):
         vm_size="STANDARD_NC4AS_T4_V3", min_nodes=0, max_nodes=4))
     config = script_config(tmp_path_factory.mktemp("src"), CLASSIC_SCRIPT,
                            ["--epochs", 3, "--output_dir", "./outputs"], target)
-    os.environ["MNIST_DIR"] = "inherited"
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # puts back the user's own MNIST_DIR, if any
+        patch.setenv("MNIST_DIR", "inherited")
         run = Experiment(workspace, "classic").submit(config, tags={"kind": "test"})
-    finally:
-        del os.environ["MNIST_DIR"]
     run.wait_for_completion()
     return run
 
@@ -91,8 +94,17 @@ def test_a_classic_script_runs_unchanged(finished_run, capsys):
     assert details["runDefinition"]["arguments"] == ["--epochs", "3", "--output_dir", "./outputs"]
     assert details["target"] == "gpu-cluster"
     assert "epoch 2\n" in shown and "MNIST_DIR=inherited" in shown  # the log, and the parent's environment
+    assert os.environ.get("MNIST_DIR") == MNIST_DIR_BEFORE
     assert finished_run.get_file_names() == ["logs/std_log.txt", "outputs/model.npz"]
     assert finished_run.get_tags() == {"kind": "test", "from-script": "yes"}
+
+
+def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline
+    run = Experiment(Workspace.from_config(), "nested").submit(script_config(source, "print('ran')"))
+    assert sorted(os.listdir(run._folder / "snapshot")) == ["train.py"]
+    assert run.wait_for_completion()["status"] == "Completed"
 
 
 def test_metrics_come_back_in_the_sdk_shapes(finished_run):
@@ -136,6 +148,48 @@ def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
         finished_run.register_model(model_name="mnist", model_path="outputs/missing.npz")
     with pytest.raises(WebserviceException):
         Model(workspace, "mnist", version=3)
+
+
+def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path):
+    (tmp_path / "weights.bin").write_text("w")
+    with pytest.raises(TypeError, match="object"):
+        Model.register(workspace, str(tmp_path / "weights.bin"), "unwritable", tags={"a": object()})
+    assert list((workspace._root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
+    assert not (workspace._root / "models" / "unwritable").exists()
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    store.write_json(tmp_path / "a.json", {"a": 1})
+    store.append_record(tmp_path / "b.jsonl", {"b": 1})
+    expected = 0o666 & ~store.UMASK
+    assert [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("a.json", "b.jsonl")] == [expected] * 2
+
+
+def test_a_half_appended_last_line_is_not_read_yet(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"name": "a", "value": 1}\n{"name": "b", "val')
+    assert store.read_records(tmp_path / "m.jsonl") == [{"name": "a", "value": 1}]
+
+
+def test_the_sdk_s_extra_arguments_are_accepted(finished_run, workspace, tmp_path):
+    (tmp_path / "weights.bin").write_text("w")
+    model = Model.register(workspace, str(tmp_path / "weights.bin"), "framed", model_framework="Custom",
+                           model_framework_version="1.0")
+    assert (Model(workspace, "framed").model_framework, model.model_framework_version) == ("Custom", "1.0")
+    model = finished_run.register_model("framed", "outputs/model.npz", None, None, "Chainer", "7.8.1", "d")
+    assert (model.model_framework, model.model_framework_version, model.description) == ("Chainer", "7.8.1", "d")
+    with pytest.raises(WebserviceException):
+        Model.register(workspace, str(tmp_path / "weights.bin"), "framed", model_framework_version="1.0")
+    assert finished_run.wait_for_completion(False, True, True)["status"] == "Completed"
+    target = ComputeTarget(workspace, "gpu-cluster")
+    target.wait_for_completion(show_output=False, min_node_count=None, timeout_in_minutes=20)  # the 2019 tutorial's call
+
+
+def test_a_gpu_driver_that_fails_is_no_gpu(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\nexit 9\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert compute.describe_gpus() == "no GPU (nvidia-smi failed)"
 
 
 def test_two_processes_registering_at_once_get_distinct_versions(workspace, tmp_path):
