@@ -13,7 +13,9 @@ import os
 # Where the stand-ins go: (module, attribute, stand-in module, stand-in class).
 STAND_INS = [
     ("azureml.core", "Workspace", "azureml_offline.workspace", "Workspace"),
+    ("azureml.core.workspace", "Workspace", "azureml_offline.workspace", "Workspace"),
     ("azureml.core", "Experiment", "azureml_offline.experiment", "Experiment"),
+    ("azureml.core.experiment", "Experiment", "azureml_offline.experiment", "Experiment"),
     ("azureml.core", "Run", "azureml_offline.run", "Run"),
     ("azureml.core.run", "Run", "azureml_offline.run", "Run"),
     ("azureml.core", "Model", "azureml_offline.model", "Model"),

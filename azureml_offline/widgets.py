@@ -29,11 +29,17 @@ class RunDetails:
         self.widget = ipywidgets.VBox([self._header, self._metrics, self._log])
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def show(self):
-        """Display the view, then keep it current from a background thread until the run ends."""
+    def show(self, render_lib=None, widget_settings=None):
+        """Display the view, then keep it current from a background thread until the run ends.
+
+        As in the SDK, render_lib (e.g. Databricks' displayHTML) is given the view's HTML once, which does not
+        update; widget_settings (the SDK's only one is 'debug') changes nothing here.
+        """
         state = self.get_widget_data()
         self._render(state)
-        if InteractiveShell.initialized():
+        if render_lib is not None:
+            render_lib(f"{self._header.value}{self._metrics.value}<pre>{html.escape(self._log.value)}</pre>")
+        elif InteractiveShell.initialized():
             display({"application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
                 # Plain text cannot update: name the run rather than a status that is stale at once.
@@ -44,7 +50,7 @@ class RunDetails:
         if state["status"] not in TERMINAL_STATES:
             self._thread.start()
 
-    def get_widget_data(self):
+    def get_widget_data(self, widget_settings=None):
         """What the view shows: run id, status, metrics, and the tail of the newest log."""
         details = self._run.get_details_with_logs()
         logs = list(details.get("logFiles", {}).values())
@@ -55,8 +61,11 @@ class RunDetails:
     def _poll(self):
         while True:
             time.sleep(POLL_SECONDS)
-            state = self.get_widget_data()
-            self._render(state)
+            try:
+                state = self.get_widget_data()
+                self._render(state)
+            except Exception:  # e.g. a transient error reaching an Azure run: try again next time
+                continue
             if state["status"] in TERMINAL_STATES:
                 return
 

@@ -3,7 +3,7 @@ import inspect
 
 import pytest
 from azureml.core import Experiment, Model, Run, Workspace
-from azureml.core.compute import ComputeTarget
+from azureml.core.compute import AmlCompute
 from azureml.widgets import RunDetails
 
 from azureml_offline import compute, experiment, model, run, widgets, workspace
@@ -13,7 +13,7 @@ PAIRS = [
     (experiment.Experiment, Experiment),
     (run.Run, Run),
     (model.Model, Model),
-    (compute.ComputeTarget, ComputeTarget),
+    (compute.ComputeTarget, AmlCompute),  # ComputeTarget(workspace, name) returns an AmlCompute for a cluster
     (widgets.RunDetails, RunDetails),
 ]
 
@@ -48,3 +48,40 @@ def test_every_stand_in_is_installed_by_the_switch():
     from azureml_offline import STAND_INS
     installed = {(module, name) for _, _, module, name in STAND_INS}
     assert installed == {(stand_in.__module__, stand_in.__name__) for stand_in, _ in PAIRS}
+
+
+# What the notebook and the classic (2019) tutorial call, and the SDK parameters that the stand-in does not take:
+# they need Azure (data sets, deployment resources) or are the SDK's private (_name) or catch-all (**kwargs) ones.
+CALLED = [
+    (workspace.Workspace, Workspace, "from_config", set()),
+    (experiment.Experiment, Experiment, "__init__", set()),
+    (experiment.Experiment, Experiment, "submit", set()),
+    (compute.ComputeTarget, AmlCompute, "__init__", set()),
+    (compute.ComputeTarget, AmlCompute, "create", set()),
+    (compute.ComputeTarget, AmlCompute, "wait_for_completion", set()),
+    (compute.ComputeTarget, AmlCompute, "get_status", set()),
+    (compute.ComputeTarget, AmlCompute, "delete", set()),
+    (run.Run, Run, "get_context", set()),
+    (run.Run, Run, "log", set()),
+    (run.Run, Run, "wait_for_completion", set()),
+    (run.Run, Run, "get_status", set()),
+    (run.Run, Run, "get_file_names", set()),
+    (run.Run, Run, "download_file", set()),
+    (run.Run, Run, "register_model",
+     {"datasets", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
+    (model.Model, Model, "register",
+     {"datasets", "child_paths", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
+    (widgets.RunDetails, RunDetails, "__init__", set()),
+    (widgets.RunDetails, RunDetails, "show", set()),
+]
+
+
+@pytest.mark.parametrize("stand_in, real, name, not_offline", CALLED,
+                         ids=[f"{real.__name__}.{name}" for _, real, name, _ in CALLED])
+def test_every_sdk_parameter_of_a_called_method_is_accepted(stand_in, real, name, not_offline):
+    offline = inspect.signature(getattr(stand_in, name)).parameters
+    for parameter in inspect.signature(getattr(real, name)).parameters.values():
+        if parameter.name.startswith("_") or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        assert parameter.name in offline or parameter.name in not_offline, \
+            f"{stand_in.__name__}.{name} does not take the SDK's {parameter.name}"

@@ -33,9 +33,12 @@ def test_forced_offline_installs_the_stand_ins_and_says_so(monkeypatch, tmp_path
     assert "$AZUREML_OFFLINE_DIR" in out and str(tmp_path) not in out
     from azureml.core import Workspace
     from azureml.core.compute import ComputeTarget
+    from azureml.core.experiment import Experiment
+    from azureml.core.workspace import Workspace as WorkspaceFromItsModule
     from azureml.widgets import RunDetails
-    assert [c.__module__ for c in (Workspace, ComputeTarget, RunDetails)] == [
-        "azureml_offline.workspace", "azureml_offline.compute", "azureml_offline.widgets"]
+    assert [c.__module__ for c in (Workspace, WorkspaceFromItsModule, Experiment, ComputeTarget, RunDetails)] == [
+        "azureml_offline.workspace", "azureml_offline.workspace", "azureml_offline.experiment",
+        "azureml_offline.compute", "azureml_offline.widgets"]
     assert Workspace.from_config().name == "offline-workspace"
     assert {name: getattr(azureml.core, name) for name in real} == real
     assert azureml.core.compute.AmlCompute is real_aml_compute

@@ -44,3 +44,38 @@ def test_run_details_updates_while_the_run_goes_and_stops_when_it_ends(tmp_path,
     assert "0.25 (2 values)" in details._metrics.value and "done" in details._log.value
     state = details.get_widget_data()
     assert (state["status"], state["metrics"]) == ("Completed", {"Loss": [0.5, 0.25]})
+
+
+def test_metrics_show_four_significant_digits():
+    assert widgets._latest(0.123456) == "0.1235"
+    assert widgets._latest([0.5, 0.987654]) == "0.9877 (2 values)"
+    assert (widgets._latest(12), widgets._latest("text")) == ("12", "text")
+
+
+class FlakyRun:
+    """A run whose first status query fails, as an Azure run's may for a moment."""
+    id = "flaky"
+
+    def __init__(self):
+        self.calls = 0
+
+    def get_details_with_logs(self):
+        self.calls += 1
+        if self.calls == 2:  # the first poll
+            raise ConnectionError("transient")
+        return {"status": "Running" if self.calls < 4 else "Completed", "logFiles": {"log": "line"}}
+
+    def get_metrics(self):
+        return {"Accuracy": 0.98765}
+
+
+def test_the_view_keeps_polling_after_an_error(monkeypatch, capsys):
+    monkeypatch.setattr(widgets, "POLL_SECONDS", 0.01)
+    details = widgets.RunDetails(FlakyRun())
+    details.show(render_lib=None, widget_settings={"debug": False})
+    details._thread.join(timeout=10)
+    assert not details._thread.is_alive() and "Completed" in details._header.value
+    assert "0.9877" in details._metrics.value
+    shown = []
+    widgets.RunDetails(FlakyRun()).show(render_lib=shown.append)  # e.g. Databricks' displayHTML
+    assert "flaky" in shown[0] and "line" in shown[0]
