@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,30 +18,14 @@ RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script: its run 
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
 
 
-def _read_umask():
-    """The process's umask: from /proc where it is shown, else by setting it and putting it back."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-UMASK = _read_umask()  # read once: written files get the permissions open() would give them
-
-
 def write_json(path, data):
     """Write `data` to `path` as JSON, all or nothing."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    # Not mkstemp, whose files are private: these get the permissions open() would give them.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o666 & ~UMASK)  # mkstemp makes it 0600
             json.dump(data, f, indent=2, default=plain)
         os.replace(tmp, path)
     except BaseException:

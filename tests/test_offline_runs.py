@@ -161,7 +161,9 @@ def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path):
 def test_written_files_follow_the_umask(tmp_path):
     store.write_json(tmp_path / "a.json", {"a": 1})
     store.append_record(tmp_path / "b.jsonl", {"b": 1})
-    expected = 0o666 & ~store.UMASK
+    umask = os.umask(0o22)
+    os.umask(umask)
+    expected = 0o666 & ~umask
     assert [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("a.json", "b.jsonl")] == [expected] * 2
 
 
