@@ -267,10 +267,10 @@ class Run:
                        model_framework_version=None, description=None):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
         from .model import Model
-        if model_path not in self.get_file_names() and not any(
-                name.startswith(model_path.rstrip("/") + "/") for name in self.get_file_names()):
+        names = self.get_file_names()
+        if model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
-                                      f"run's files: {self.get_file_names()}")
+                                      f"run's files: {names}")
         return Model._register(self._experiment.workspace, store.inside(self._files, model_path), model_name,
                                tags, properties, description, model_framework, model_framework_version, run=self)
 
