@@ -101,14 +101,20 @@ def test_fused_adam_matches_chainers_adam():
         np.testing.assert_allclose(params(models[1])[name], value, rtol=1e-5, atol=1e-7)
 
 
+def started_until_first_checkpoint(args, output_dir):
+    """The script running in a subprocess, returned as soon as its first checkpoint is there."""
+    process = subprocess.Popen(args + ["-o", str(output_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (output_dir / "checkpoint.npz").exists() and process.poll() is None:
+        time.sleep(0.001)
+    return process
+
+
 def test_resume_after_kill_gives_the_same_model(mnist_dir, tmp_path):
     args = [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "6"]
     subprocess.run(args + ["-o", str(tmp_path / "whole")], check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(args + ["-o", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (killed / "checkpoint.npz").exists() and process.poll() is None:
-        time.sleep(0.01)
+    process = started_until_first_checkpoint(args, killed)
     process.send_signal(signal.SIGKILL)  # As a pre-empted node would be: no chance to clean up.
     process.wait()
     assert not (killed / "model.npz").exists(), "the run ended before it could be killed"
@@ -125,10 +131,8 @@ def test_resume_after_kill_gives_the_same_model(mnist_dir, tmp_path):
 
 def test_cancel_leaves_no_temporary_file(mnist_dir, tmp_path):
     """Cancelling a run (on Azure or offline) sends SIGTERM; a save in progress must not leave its temporary file."""
-    args = [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "50", "-o", str(tmp_path)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (tmp_path / "checkpoint.npz").exists() and process.poll() is None:
-        time.sleep(0.001)
+    args = [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "50"]
+    process = started_until_first_checkpoint(args, tmp_path)
     process.send_signal(signal.SIGTERM)
     assert process.wait() == 128 + signal.SIGTERM  # Left through Python, running the cleanup.
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
