@@ -21,14 +21,15 @@ ifdef MNIST_DIR
 export MNIST_DIR := $(abspath $(MNIST_DIR))
 endif
 
-NOTEBOOK := chainer-mnist-azureml.ipynb
+# The lessons, in their order: 01-..., 02-..., each executed after the one before, in one workspace.
+NOTEBOOKS := $(sort $(notdir $(wildcard notebooks/[0-9][0-9]-*.ipynb)))
 # Headless, offline, cell by cell as a reader would; no per-cell time limit (training takes a minute on a CPU).
-EXECUTE := AZUREML_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute $(NOTEBOOK) \
+EXECUTE := AZUREML_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute $(NOTEBOOKS) \
 	--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False
 
 tutorial: $(VENV)/.installed
 	cd notebooks && $(EXECUTE) --output-dir ../build
-	@echo "Executed notebook: build/$(NOTEBOOK)"
+	@echo "Executed notebooks: $(addprefix build/,$(NOTEBOOKS))"
 	@echo "Downloaded model:  notebooks/model/model.npz (and model.json)"
 	@echo "Offline workspace: notebooks/.azureml-offline (runs, logs, registered models)"
 

@@ -6,7 +6,7 @@ import yaml
 
 from conftest import REPO
 
-NOTEBOOK = REPO / "notebooks" / "chainer-mnist-azureml.ipynb"
+NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 # CUDA versions that each CuPy wheel supports (https://docs.cupy.dev/en/stable/install.html).
 CUPY_CUDA = {"cupy-cuda11x": ((11, 2), (11, 8)), "cupy-cuda12x": ((12, 0), (12, 9))}
 

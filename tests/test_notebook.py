@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 
 from conftest import REPO
 
-NOTEBOOK = REPO / "notebooks" / "chainer-mnist-azureml.ipynb"
+NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
 
