@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO
+from helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
