@@ -87,9 +87,9 @@ class WorkspaceFolder:
                                                                   "created": store.utc_now()})
             store.remove_abandoned(folder.root / ".staging")
         except (OSError, RuntimeError) as error:  # RuntimeError: pathlib's symlink loop
+            reason = "not a folder" if isinstance(error, FileExistsError) else getattr(error, "strerror", str(error))
             raise UserErrorException(f"{where} cannot hold the offline workspace: it must be a folder this user "
-                                     f"can write ({error.strerror if isinstance(error, OSError) else error})") \
-                from None
+                                     f"can write ({reason})") from None
         return folder
 
     @classmethod
@@ -319,7 +319,16 @@ class RunFolder:
         store.append_record(self.path / "metrics.jsonl", record)
 
     def metrics(self):
-        return store.read_records(self.path / "metrics.jsonl")
+        """The metric records: each has a name and one of value, values (a list) or row (a dict)."""
+        records = []
+        for record in store.read_records(self.path / "metrics.jsonl"):
+            if isinstance(record.get("name"), str) and ("value" in record or isinstance(record.get("values"), list)
+                                                        or isinstance(record.get("row"), dict)):
+                records.append(record)
+            else:
+                warnings.warn(f"{self.path / 'metrics.jsonl'}: a record that is not a metric, skipped: {record}",
+                              store.DamagedRecordWarning, stacklevel=2)
+        return records
 
     def append_tag(self, key, value):
         store.append_record(self.path / "tags.jsonl", {key: value})

@@ -5,6 +5,7 @@ so it appears whole or not at all, and two processes registering at once get dis
 """
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from azureml._model_management._util import model_name_validation
@@ -79,8 +80,14 @@ class Model:
         """Registered versions, of all models or of `name`: by name, then newest first."""
         models = []
         for each in [name] if name else workspace._backend.model_names():
-            newest_first = workspace._backend.model_versions(each)[::-1]
-            models += [Model(workspace, each, version=version) for version in newest_first[:1 if latest else None]]
+            for version in workspace._backend.model_versions(each)[::-1]:
+                try:
+                    models.append(Model(workspace, each, version=version))
+                except store.DamagedFile as error:  # one damaged version hides no other
+                    warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
+                    continue
+                if latest:
+                    break
         return models
 
     @staticmethod

@@ -9,7 +9,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from types import GeneratorType
 
 from azureml.core.run import Run as SdkRun
 from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
@@ -189,18 +191,22 @@ class Run:
 
     def log(self, name, value, description="", step=None):
         """Record one value of metric `name` (at `step`, if given: recorded, get_metrics lists the values in order)."""
-        record = {"name": name, "value": value, "description": description}
+        if isinstance(value, (list, range, GeneratorType)):
+            raise UserErrorException("run.log does not support list type. Use run.log_list instead")
+        record = {"name": metric_name(name), "value": value, "description": description}
         if step is not None:
             record["step"] = step
         self._folder.append_metric(record)
 
     def log_list(self, name, value, description=""):
         """Record a list of values of metric `name`."""
-        self._folder.append_metric({"name": name, "values": list(value), "description": description})
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+            raise UserErrorException(f"run.log_list takes a list of values, not {type(value).__name__}")
+        self._folder.append_metric({"name": metric_name(name), "values": list(value), "description": description})
 
     def log_row(self, name, description=None, **kwargs):
         """Record one row (column=value, ...) of table metric `name`."""
-        self._folder.append_metric({"name": name, "row": kwargs, "description": description})
+        self._folder.append_metric({"name": metric_name(name), "row": kwargs, "description": description})
 
     def get_metrics(self, name=None):
         """Metrics in the SDK's shapes: logged once -> the value, more often -> the list; a table -> columns."""
@@ -217,6 +223,8 @@ class Run:
         return {key: value for key, value in metrics.items() if name in (None, key)}
 
     def tag(self, key, value=None):
+        if not isinstance(key, str) or not key:
+            raise UserErrorException(f"A tag's key is a non-empty string, not {key!r}")
         self._folder.append_tag(key, value)
 
     def get_tags(self):
@@ -228,21 +236,28 @@ class Run:
     def upload_file(self, name, path_or_stream):
         """Store a local file (or a binary stream) as the run's file `name`."""
         target = self._folder.file(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(path_or_stream, (str, os.PathLike)):
-            shutil.copyfile(path_or_stream, target)
-        else:
-            target.write_bytes(path_or_stream.read())
+        try:
+            if isinstance(path_or_stream, (str, os.PathLike)):
+                data = Path(path_or_stream).read_bytes()
+            elif hasattr(path_or_stream, "read"):
+                data = path_or_stream.read()
+            else:
+                raise UserErrorException(f"upload_file takes a file path or a binary stream, not {path_or_stream!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as error:
+            raise UserErrorException(f"Cannot upload {path_or_stream!r} as {name!r}: {error}") from None
 
     def download_file(self, name, output_file_path=None):
-        """Copy the run's file `name` to output_file_path (a file, or a folder to put it in; default: here)."""
+        """Copy the run's file `name` to output_file_path (a file, or a folder to put it in; default: here),
+        creating its folders as the SDK does."""
         source = self._folder.file(name)
         if not source.is_file():
             raise UserErrorException(f"Run {self._id} has no file {name!r}; it has {self.get_file_names()}")
         target = Path(output_file_path or source.name)
         if target.is_dir():
             target = target / source.name
-        shutil.copyfile(source, target)
+        copy_out(source, target)
 
     def download_files(self, prefix=None, output_directory=None, *, append_prefix=True):
         """Copy the run's files whose names start with prefix into output_directory (default: here)."""
@@ -250,15 +265,14 @@ class Run:
         for name in self.get_file_names():
             if name.startswith(prefix or ""):
                 relative = name if append_prefix else name[len(prefix or ""):].lstrip("/")
-                target = store.inside(output_directory, relative)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self._folder.file(name), target)
+                copy_out(self._folder.file(name), store.inside(output_directory, relative))
 
     def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
                        model_framework_version=None, description=None):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
         names = self.get_file_names()
-        if model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names):
+        if not isinstance(model_path, str) or (
+                model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names)):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
                                       f"run's files: {names}")
         return Model._register(self._experiment.workspace, self._folder.file(model_path), model_name,
@@ -270,3 +284,18 @@ class Run:
     def __repr__(self):
         return (f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: offline,\n"
                 f"Status: {self.get_status()})")
+
+
+def metric_name(name):
+    if not isinstance(name, str) or not name:
+        raise UserErrorException(f"A metric's name is a non-empty string, not {name!r}")
+    return name
+
+
+def copy_out(source, target):
+    """Copy a run's file to `target`, creating its folders; an OSError (e.g. a file in the way) is the user's."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as error:
+        raise UserErrorException(f"Cannot download to {target}: {error}") from None

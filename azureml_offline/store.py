@@ -103,7 +103,7 @@ def plain(value):
     """JSON for NumPy scalars and arrays, which training scripts often log."""
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"cannot record a value of type {type(value).__name__}: {value!r}")
+    raise UserErrorException(f"Cannot record a value of type {type(value).__name__}: {value!r}")
 
 
 @contextlib.contextmanager
