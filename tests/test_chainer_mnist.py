@@ -50,7 +50,7 @@ def test_learns_and_saves_a_loadable_model(mnist_dir, tmp_path, capsys):
     assert len(lines) == 4
     model = load_model(tmp_path / "model.npz")
     _, _, test_x, test_y = chainer_mnist.load_mnist(mnist_dir)
-    assert chainer_mnist.evaluate(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"])
+    assert chainer_mnist.test(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"])
     # What a registered model is made of; the checkpoint must not look like one, nor temporary files remain.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "model.json", "model.npz"]
 
