@@ -288,12 +288,21 @@ def save_atomically(path, write):
         raise OutputError(f"cannot save {path}: {e.strerror or e}") from None
 
 
+def write_npz(f, arrays, compress=False):
+    """np.savez's format; unlike np.savez, its zip file is closed even when a write fails (left to the
+    garbage collector, it would write to the closed file later and print a traceback)."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
 def save_checkpoint(path, model, optimizer, **values):
     """Model, optimizer state (Adam's moments and step count) and `values`, in one .npz."""
     state = chainer.serializers.DictionarySerializer()
     state["model"].save(model)
     state["optimizer"].save(optimizer)
-    save_atomically(path, lambda f: np.savez(f, format=CHECKPOINT_FORMAT, **values, **state.target))
+    save_atomically(path, lambda f: write_npz(f, {"format": CHECKPOINT_FORMAT, **values, **state.target}))
 
 
 def read_checkpoint(path, settings):
@@ -333,7 +342,9 @@ def save_model(folder, model, record):
     """model.npz, then model.json with its SHA-256. The old model.json goes first: whenever the process
     stops, a model.json there describes the model.npz beside it (a resumed run writes both again)."""
     (folder / "model.json").unlink(missing_ok=True)
-    save_atomically(folder / "model.npz", lambda f: chainer.serializers.save_npz(f, model))
+    state = chainer.serializers.DictionarySerializer()
+    state.save(model)  # As chainer.serializers.save_npz(file, model) would.
+    save_atomically(folder / "model.npz", lambda f: write_npz(f, state.target, compress=True))
     with open(folder / "model.npz", "rb") as f:
         record = {**record, "model_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     save_atomically(folder / "model.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
