@@ -12,8 +12,9 @@
         runner.log                         the runner's own stderr
         metrics.jsonl, tags.jsonl          appended records
         snapshot/                          the copy of source_directory that the script runs in
-        files/                             the run's files: logs/std_log.txt (logs/std_log_process_<rank>.txt
-                                           for the ranks of an MPI job), outputs/ once the script ends
+        files/                             the run's files: logs/std_log.txt (for an MPI job, each rank's
+                                           logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
+                                           outputs/ once the script ends
       models/<name>/<version>/           model.json and files/<the registered file or folder>
       services/<name>/                   service.json (state, pid, port, keys ...) and logs/
 
@@ -36,6 +37,7 @@ from .store import DamagedFile
 WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
 RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
+MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
 # Never snapshotted, whatever .amlignore says: version control, caches, offline workspaces
 # (the current one under any name is left out too: see WorkspaceFolder.new_run).
 SNAPSHOT_IGNORE = (".git", "__pycache__", ".ipynb_checkpoints", ".azureml-offline")
@@ -355,6 +357,19 @@ class RunFolder:
     def log(self, rank=None):
         """The script's log; with `rank`, the log of that process of an MPI job."""
         return self.files / (LOG if rank is None else f"logs/std_log_process_{rank}.txt")
+
+    @property
+    def mpi_log(self):
+        return self.files / MPI_LOG
+
+    def process_count(self):
+        """How many processes run the script: node_count x process_count_per_node for an MPI job, else None."""
+        submitted = self.definition()["runDefinition"]
+        return submitted["nodeCount"] * submitted["mpi"]["processCountPerNode"] if "mpi" in submitted else None
+
+    def main_log(self):
+        """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
+        return self.log(None if self.process_count() is None else 0)
 
     def collect_outputs(self):
         """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends."""

@@ -10,7 +10,7 @@ from azureml._base_sdk_common.common import check_valid_resource_name
 from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
-from . import store
+from . import mpi, store
 from .compute import ComputeTarget
 from .run import Run
 
@@ -50,21 +50,27 @@ class Experiment:
         if tags is not None and not isinstance(tags, dict):
             raise UserErrorException(f"tags must be a dict, not {type(tags).__name__}")
         target = config.run_config.target
+        if distribution(config.run_config):
+            mpi.find_mpiexec()  # a clear error now, rather than a failed run
         if target != "local":
             ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
+        run_definition = {
+            "script": config.script,
+            # Azure passes every argument as a string; so does the runner.
+            "arguments": [str(argument) for argument in config.arguments or []],
+            "environment": config.run_config.environment.name,
+            **distribution(config.run_config),
+        }
         folder, lock = self._workspace._backend.new_run(self._name, {
             "runId": f"{self._name}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
             "target": target,
             "submitted": store.utc_now(),
-            "runDefinition": {
-                "script": config.script,
-                # Azure passes every argument as a string; so does the runner.
-                "arguments": [str(argument) for argument in config.arguments or []],
-                "environment": config.run_config.environment.name,
-            },
+            "runDefinition": run_definition,
         }, tags, source=source)
         run = Run._open(self, folder)
-        print(f"Offline run {run.id}: this Python runs {config.script}; environment "
+        processes = folder.process_count()
+        how = f"mpiexec runs {processes} processes of" if processes else "this Python runs"
+        print(f"Offline run {run.id}: {how} {config.script}; environment "
               f"{config.run_config.environment.name!r} (its conda file and Docker image) is not built.")
         # A new session: stopping the notebook's process group does not stop the runner before it cleans up.
         try:
@@ -85,3 +91,21 @@ class Experiment:
 
     def __repr__(self):
         return f"Experiment(Name: {self._name},\nWorkspace: {self._workspace.name})"
+
+
+def distribution(run_config):
+    """What the run definition says of an MPI job, as Azure records it; {} for a one-process run.
+
+    ScriptRunConfig(distributed_job_config=MpiConfiguration(...)) sets the communicator, node_count and mpi.
+    """
+    if run_config.communicator in (None, "None"):
+        return {}
+    if run_config.communicator not in ("IntelMpi", "OpenMpi"):
+        raise UserErrorException(f"Offline runs support MpiConfiguration, not the {run_config.communicator} "
+                                 f"communicator of {run_config.framework}")
+    counts = {"node_count": run_config.node_count, "process_count_per_node": run_config.mpi.process_count_per_node}
+    for name, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise UserErrorException(f"MpiConfiguration {name} must be a positive integer, not {count!r}")
+    return {"framework": run_config.framework, "communicator": run_config.communicator,
+            "nodeCount": counts["node_count"], "mpi": {"processCountPerNode": counts["process_count_per_node"]}}

@@ -18,7 +18,7 @@ from azureml.exceptions import ActivityFailedException, ExperimentExecutionExcep
     WebserviceException
 
 from . import processes, store
-from .backend import LOG, RUN_DIR_VARIABLE
+from .backend import RUN_DIR_VARIABLE
 from .model import Model
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")
@@ -156,8 +156,9 @@ class Run:
     def _wait(self, out):
         """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
         if out:
+            log = self._folder.main_log().relative_to(self._folder.files).as_posix()
             out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
-                      f"Streaming {LOG}\n{'=' * (len(LOG) + 10)}\n\n")
+                      f"Streaming {log}\n{'=' * (len(log) + 10)}\n\n")
         printed = 0
         while True:
             status = self.get_status()  # before reading the log, so the last pass reads all of it
@@ -172,7 +173,7 @@ class Run:
     def _write_log(self, out, start, whole):
         """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""
         try:
-            with open(self._folder.log(), "rb") as log:
+            with open(self._folder.main_log(), "rb") as log:
                 log.seek(start)
                 text = log.read()
         except FileNotFoundError:

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import processes, store
-from .backend import LOG, RUN_DIR_VARIABLE, RunFolder
+from . import mpi, processes, store
+from .backend import RUN_DIR_VARIABLE, RunFolder
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5  # between SIGTERM and SIGKILL when stopping the script
@@ -48,14 +48,21 @@ def main(run, parent_pid):
 
 
 def start_script(run):
-    """Start the script in the snapshot, in its own process group, with its output in the run's log."""
+    """Start the script in the snapshot, in its own process group, with its output in the run's log:
+    for an MPI job, under mpiexec, each rank writing its own log and mpiexec the MPI log."""
     submitted = run.definition()["runDefinition"]
     env = dict(os.environ, **{RUN_DIR_VARIABLE: str(run.path), "PYTHONUNBUFFERED": "1"})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT_PATH), os.environ.get("PYTHONPATH")]))
-    run.log().parent.mkdir(parents=True, exist_ok=True)
-    with open(run.log(), "wb") as out:
-        return subprocess.Popen([sys.executable, submitted["script"], *submitted["arguments"]],
-                                cwd=run.snapshot, env=env, stdin=subprocess.DEVNULL, stdout=out,
+    command = [sys.executable, submitted["script"], *submitted["arguments"]]
+    log = run.log()
+    processes_count = run.process_count()
+    if processes_count is not None:
+        command = mpi.command(mpi.find_mpiexec(), processes_count, [run.log(rank) for rank in range(processes_count)],
+                              [sys.executable, "-m", "mpi4py", *command[1:]])
+        env, log = mpi.environment(env, processes_count), run.mpi_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=run.snapshot, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=processes.die_with_parent)
 
@@ -71,13 +78,22 @@ def watch(script, run, parent_pid):
 
 
 def script_error(run, returncode):
-    """The SDK's error shape, with the log's last line (for a Python script, the exception)."""
-    try:
-        lines = run.log().read_text(errors="replace").strip().splitlines()
-    except FileNotFoundError:  # the script deleted it
-        lines = [f"(no output: the script removed {LOG})"]
-    last = lines[-1] if lines else "(no output)"
+    """The SDK's error shape, with the last line of the log (for a Python script, the exception); for an MPI
+    job, the last line of each rank's log."""
+    count = run.process_count()
+    if count is None:
+        last = last_line(run.log())
+    else:
+        last = "; ".join(f"rank {rank}: {last_line(run.log(rank))}" for rank in range(count))
     return {"error": {"code": "UserError", "message": f"Script exited with code {returncode}: {last}"}}
+
+
+def last_line(log):
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:  # the script deleted it
+        return f"(no output: the script removed {log.relative_to(log.parents[1]).as_posix()})"
+    return lines[-1] if lines else "(no output)"
 
 
 if __name__ == "__main__":

@@ -32,12 +32,13 @@ def started_script(pid_file):
     return int(pid_file.read_text())
 
 
-def script_config(folder, source, arguments=(), compute_target=None):
+def script_config(folder, source, arguments=(), compute_target=None, distributed_job_config=None):
     """A ScriptRunConfig for train.py with `source`, written into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.py").write_text(textwrap.dedent(source))
     return ScriptRunConfig(source_directory=str(folder), script="train.py", arguments=list(arguments),
-                           compute_target=compute_target, environment=Environment(name="test-env"))
+                           compute_target=compute_target, environment=Environment(name="test-env"),
+                           distributed_job_config=distributed_job_config)
 
 
 def processes_with(text):

