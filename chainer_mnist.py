@@ -7,9 +7,13 @@ Metrics go to the Azure ML run (the SDK's offline run outside Azure). The model 
 <output_dir>/model.npz with its final metrics in model.json; checkpoint.npz lets a killed run
 resume where it stopped.
 
+Started by mpiexec with more than one process, it trains data-parallel with ChainerMN: each rank
+takes its share of every minibatch and the gradients are averaged across ranks, so N ranks train
+the model one process trains; rank 0 alone prints, logs metrics and saves.
+
 Read from the top: the model, an epoch of training and the test, the data, the output folder
-and its checkpoint, main(); then, in their own section at the end, what makes the same code
-fast on the machine at hand (OpenBLAS's kernels, a fused Adam update, the CPU's settings).
+and its checkpoint, the ranks of an MPI job, main(); then, in their own section at the end, what
+makes the same code fast on the machine at hand (OpenBLAS's kernels, a fused Adam update, the CPU's settings).
 """
 import argparse
 import contextlib
@@ -97,20 +101,23 @@ def parameter_count(n_units, n_out=10):
 
 # An epoch: train() once, then test().
 
-def train(model, optimizer, x, t, order, batchsize, alpha_at):
-    """One pass over (x, t) in `order`, minibatch by minibatch; returns the mean loss and accuracy.
-    alpha_at(step) is Adam's step size at each step of the run."""
-    loss_sum = accuracy_sum = 0
+def train(model, optimizer, x, t, order, batchsize, alpha_at, share=lambda batch: (batch, 1)):
+    """One pass over (x, t) in `order`, minibatch by minibatch; returns the mean loss and accuracy, and over how
+    many examples. alpha_at(step) is Adam's step size at each step of the run. share(batch) is this process's
+    part of a minibatch and the weight of its loss (an MPI job's ranks split each minibatch: Ranks.share)."""
+    loss_sum = accuracy_sum = count = 0
     for i in range(0, len(order), batchsize):
-        batch = order[i:i + batchsize]
+        part, weight = share(order[i:i + batchsize])
         optimizer.alpha = alpha_at(optimizer.t)
-        loss = model(x[batch], t[batch])
         model.cleargrads()
-        loss.backward()
+        if len(part):  # A rank has no part of a minibatch smaller than the number of ranks.
+            loss = model(x[part], t[part])
+            (loss * weight if weight != 1 else loss).backward()
+            loss_sum += loss.array * len(part)
+            accuracy_sum += model.accuracy.array * len(part)
+            count += len(part)
         optimizer.update()
-        loss_sum += loss.array * len(batch)
-        accuracy_sum += model.accuracy.array * len(batch)
-    return float(loss_sum) / len(order), float(accuracy_sum) / len(order)
+    return (float(loss_sum) / max(count, 1), float(accuracy_sum) / max(count, 1)), count
 
 
 def test(model, x, t, batchsize=1000):
@@ -350,6 +357,87 @@ def save_model(folder, model, record):
     save_atomically(folder / "model.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
 
 
+# The ranks of an MPI job. Each rank holds the whole model and data and takes its share of every minibatch;
+# ChainerMN's multi-node optimizer averages the ranks' gradients before each update, and each rank's loss is
+# weighted by its share, so the average is the whole minibatch's gradient: N ranks train the model that one
+# process trains, up to the order of floating-point sums.
+
+def mpi_processes(environ=os.environ):
+    """(ranks in the job, this rank's number on its node), from the variables mpiexec sets (Open MPI; MPICH and
+    Intel MPI); (1, 0) outside mpiexec. Read there, so that one process never needs mpi4py."""
+    size = environ.get("OMPI_COMM_WORLD_SIZE") or environ.get("PMI_SIZE") or 1
+    local_rank = environ.get("OMPI_COMM_WORLD_LOCAL_RANK") or environ.get("MPI_LOCALRANKID") or 0
+    return int(size), int(local_rank)
+
+
+class Alone:
+    """One process: it has every minibatch to itself."""
+    size, lead = 1, True
+
+    def share(self, batch):
+        return batch, 1
+
+    def broadcast(self, value):
+        return value
+
+    def mean(self, means, count):
+        return means
+
+    def multi_node(self, optimizer):
+        return optimizer
+
+    def synchronize(self, optimizer):
+        pass
+
+
+class Ranks:
+    """This process as one rank of an MPI job, through ChainerMN (and so mpi4py, imported only here)."""
+
+    def __init__(self, device):
+        import chainermn
+
+        self.chainermn = chainermn
+        # "naive" is ChainerMN's communicator that runs without CUDA; on GPUs, NCCL.
+        self.communicator = "naive" if device.xp is np else "pure_nccl"
+        self.comm = chainermn.create_communicator(self.communicator)
+        self.rank, self.size, self.lead = self.comm.rank, self.comm.size, self.comm.rank == 0
+
+    def share(self, batch):
+        """This rank's consecutive part of a minibatch (or of any array), and the weight that makes the mean
+        of the ranks' gradients the whole minibatch's mean gradient."""
+        part = batch[self.rank * len(batch) // self.size:(self.rank + 1) * len(batch) // self.size]
+        return part, len(part) * self.size / len(batch)
+
+    def broadcast(self, value):
+        """Rank 0's value (anything picklable: the data it read, the checkpoint it found), in every rank.
+        The whole data set, as ChainerMN's scatter_dataset sends it too: each rank takes its share of every
+        minibatch, which keeps the minibatches those of one process."""
+        return self.comm.mpi_comm.bcast(value)
+
+    def mean(self, means, count):
+        """The means over all ranks' examples, from this rank's means over its `count` examples."""
+        sums = self.comm.allreduce_obj(np.array([*means, 1.0]) * count)
+        return tuple(float(total / sums[-1]) for total in sums[:-1])
+
+    def multi_node(self, optimizer):
+        """ChainerMN's multi-node optimizer: each update first averages the gradients of all ranks."""
+        return self.chainermn.create_multi_node_optimizer(optimizer, self.comm)
+
+    def synchronize(self, optimizer):
+        """The multi-node optimizer's first update() only broadcasts rank 0's parameters to every rank: make it
+        now, before training, so that each minibatch is one step, as in one process."""
+        optimizer.update()
+
+
+def abort_mpi_job_at_exit(error):
+    """In an MPI job, a rank that fails makes the job abort as it exits (mpi4py calls MPI_Abort): mpiexec then
+    stops every rank, where the others would wait for it in a collective for ever."""
+    if "mpi4py.MPI" in sys.modules:
+        import mpi4py.run
+
+        mpi4py.run.set_abort_status(error)
+
+
 # The command line and the run.
 
 def parse_args(argv):
@@ -382,22 +470,30 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         run(args)
-    except UsageError as e:
-        raise SystemExit(f"error: {e}") from None
+    except BaseException as e:
+        abort_mpi_job_at_exit(e)
+        if isinstance(e, UsageError):
+            raise SystemExit(f"error: {e}") from None
+        raise
 
 
 def run(args):
     from azureml.core.run import Run  # Here, so that importing this module stays cheap.
 
     tune_cpu()
-    device = select_device(args.device)
+    processes, local_rank = mpi_processes()
+    device = select_device(args.device, gpu=local_rank)  # One GPU per rank on a node.
+    ranks = Ranks(device) if processes > 1 else Alone()
     check_memory(args.units, args.batchsize, device)
     settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "seed": args.seed}
     room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
-    with output_folder(args.output_dir, room) as out:
-        saved = read_checkpoint(out / CHECKPOINT, settings) if args.resume else None
-        print(f"Device: {'CPU (NumPy)' if device.xp is np else f'GPU {device.device.id} (CuPy)'}")
-        data = load_mnist(args.data_dir)
+    # Rank 0 alone writes the output folder, reads the checkpoint and the data, and sends them to the others.
+    with output_folder(args.output_dir, room) if ranks.lead else contextlib.nullcontext() as out:
+        saved = ranks.broadcast(read_checkpoint(out / CHECKPOINT, settings) if args.resume and ranks.lead else None)
+        if ranks.lead:
+            print(f"Device: {'CPU (NumPy)' if device.xp is np else f'GPU {device.device.id} (CuPy)'}"
+                  + (f"; {ranks.size} MPI ranks, ChainerMN's {ranks.communicator} communicator" if ranks.size > 1 else ""))
+        data = ranks.broadcast(load_mnist(args.data_dir) if ranks.lead else None)
         data_record = describe_data(*data)
         if args.batchsize > len(data[0]):
             raise UsageError(f"--batchsize {args.batchsize} is more than the {len(data[0])} training examples")
@@ -410,27 +506,34 @@ def run(args):
         model = L.Classifier(MLP(args.units))
         model.to_device(device)
         device.use()
-        optimizer = FusedAdam()
+        optimizer = ranks.multi_node(FusedAdam())
         optimizer.setup(model)
         first_epoch, metrics = 1, {}
         if saved is not None:
             first_epoch, metrics = resume(saved, model, optimizer, data_record)
-            print(f"Resuming after epoch {first_epoch - 1} from {out / CHECKPOINT}")
+            if ranks.lead:
+                print(f"Resuming after epoch {first_epoch - 1} from {out / CHECKPOINT}")
+        ranks.synchronize(optimizer)
         # Adam's step size decays linearly to zero over the run: +0.2-0.3 points of test accuracy.
         total_steps = args.epochs * -(-len(train_x) // args.batchsize)
         alpha_at = lambda step, alpha=optimizer.alpha: alpha * (1 - step / total_steps)  # noqa: E731
 
         azureml_run = Run.get_context()
-        azureml_run.log("Batch size", args.batchsize)
-        azureml_run.log("Epochs", args.epochs)
-        azureml_run.log("Units", args.units)
+        if ranks.lead:
+            azureml_run.log("Batch size", args.batchsize)
+            azureml_run.log("Epochs", args.epochs)
+            azureml_run.log("Units", args.units)
+        (test_x, _), (test_y, _) = ranks.share(test_x), ranks.share(test_y)  # Each rank tests its part.
         for epoch in range(first_epoch, args.epochs + 1):
             start = time.perf_counter()
             order = device.send(np.random.RandomState([args.seed, epoch]).permutation(len(train_x)))
-            train_loss, train_accuracy = train(model, optimizer, train_x, train_y, order, args.batchsize, alpha_at)
-            test_loss, test_accuracy = test(model, test_x, test_y)
+            train_loss, train_accuracy = ranks.mean(*train(model, optimizer, train_x, train_y, order, args.batchsize,
+                                                           alpha_at, ranks.share))
+            test_loss, test_accuracy = ranks.mean(test(model, test_x, test_y), len(test_x))
             metrics = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                        "test_loss": test_loss, "test_accuracy": test_accuracy, "seconds": time.perf_counter() - start}
+            if not ranks.lead:
+                continue
             print(f"epoch {epoch:3d}  train loss {train_loss:.4f} accuracy {train_accuracy:.4f}"
                   f"  test loss {test_loss:.4f} accuracy {test_accuracy:.4f}  {metrics['seconds']:.2f} s", flush=True)
             for name, value in (("Loss", test_loss), ("Accuracy", test_accuracy), ("Train loss", train_loss),
@@ -439,8 +542,9 @@ def run(args):
             save_checkpoint(out / CHECKPOINT, model, optimizer, epoch=epoch, settings=json.dumps(settings),
                             metrics=json.dumps(metrics), data=json.dumps(data_record))
 
-        save_model(out, model, {**settings, **metrics, "data": data_record})
-        print(f"Saved {out / 'model.npz'} (test accuracy {metrics['test_accuracy']:.4f})")
+        if ranks.lead:
+            save_model(out, model, {**settings, **metrics, "data": data_record})
+            print(f"Saved {out / 'model.npz'} (test accuracy {metrics['test_accuracy']:.4f})")
 
 
 # Machine-level tuning: the device, its memory, and what makes the CPU path fast. None of it changes
@@ -456,11 +560,11 @@ def gpu_count():
         return 0
 
 
-def select_device(number):
-    """-1: the CPU through NumPy; N: GPU N through CuPy; None: GPU 0 if there is one, else the CPU."""
+def select_device(number, gpu=0):
+    """-1: the CPU through NumPy; N: GPU N through CuPy; None: GPU `gpu` if there is a GPU, else the CPU."""
     gpus = gpu_count()
     if number is None:
-        number = 0 if gpus else -1
+        number = gpu if gpus else -1
     if number == -1:
         return chainer.get_device("@numpy")
     if number < -1:

@@ -1,0 +1,60 @@
+"""chainer_mnist.py data-parallel: started by mpiexec, its ranks train with ChainerMN the model one process trains."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+from azureml.core import ScriptRunConfig
+from azureml.core.runconfig import MpiConfiguration
+
+from azureml_offline import mpi
+from azureml_offline.experiment import Experiment
+from helpers import REPO
+
+SCRIPT = str(REPO / "chainer_mnist.py")
+# 2,000 training examples in minibatches of 333: seven steps, the last of two examples; each splits unevenly.
+SETTINGS = ["--epochs", "1", "--batchsize", "333", "--unit", "50", "--device", "-1"]
+
+
+def test_one_process_and_two_ranks_train_the_same_parameters_and_adam_moments(mnist_dir, fresh_workspace, tmp_path,
+                                                                                 monkeypatch):
+    # One process, which must not need mpi4py.
+    alone = tmp_path / "alone"
+    code = ("import sys, chainer_mnist; chainer_mnist.main(sys.argv[1:]); "
+            "assert not {'mpi4py', 'chainermn'} & set(sys.modules), 'a single process imported MPI'")
+    subprocess.run([sys.executable, "-c", code, "--data-dir", str(mnist_dir), "-o", str(alone), *SETTINGS],
+                   cwd=REPO, check=True, capture_output=True)
+    # Two ranks, as the lesson submits them.
+    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "chainer_mnist.py").write_bytes((REPO / "chainer_mnist.py").read_bytes())
+    config = ScriptRunConfig(source_directory=str(source), script="chainer_mnist.py", arguments=SETTINGS,
+                             distributed_job_config=MpiConfiguration(process_count_per_node=1, node_count=2))
+    run = Experiment(fresh_workspace, "chainer-mnist-mpi").submit(config)
+    assert run.wait_for_completion()["status"] == "Completed"
+    run.download_file("outputs/checkpoint.npz", str(tmp_path / "ranks.npz"))
+
+    with np.load(alone / "checkpoint.npz") as one, np.load(tmp_path / "ranks.npz") as two:
+        assert one.files == two.files and int(two["optimizer/t"]) == 7
+        for name in one.files:  # the weights, and Adam's moments: the mean gradients of each step
+            if one[name].dtype.kind == "f":
+                np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    # Rank 0 alone logs: each hyperparameter once, each metric once per epoch.
+    metrics = run.get_metrics()
+    assert (metrics["Epochs"], metrics["Batch size"]) == (1, 333) and isinstance(metrics["Accuracy"], float)
+    logs = run.get_details_with_logs()["logFiles"]
+    assert "2 MPI ranks, ChainerMN's naive communicator" in logs["logs/std_log_process_0.txt"]
+    assert "epoch   1" in logs["logs/std_log_process_0.txt"] and logs["logs/std_log_process_1.txt"] == ""
+
+
+def test_a_rank_that_fails_under_plain_mpiexec_stops_the_job(tmp_path):
+    """As Azure starts it (python chainer_mnist.py, no `-m mpi4py`): rank 0 finds no data while rank 1 waits for
+    it; the job must end, not hang."""
+    mpiexec = mpi.find_mpiexec()
+    command = mpi.command(mpiexec, 2, [tmp_path / "rank0.txt", tmp_path / "rank1.txt"],
+                          [sys.executable, SCRIPT, "--data-dir", str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
+    result = subprocess.run(command, env=mpi.environment(os.environ, 2), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "error: data folder" in (tmp_path / "rank0.txt").read_text()
