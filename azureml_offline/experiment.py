@@ -53,7 +53,11 @@ class Experiment:
         if distribution(config.run_config):
             mpi.find_mpiexec()  # a clear error now, rather than a failed run
         if target != "local":
-            ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
+            compute = ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
+            nodes = compute.get_status().scale_settings.maximum_node_count
+            if config.run_config.node_count > nodes:
+                raise UserErrorException(f"node_count {config.run_config.node_count} is more than the "
+                                         f"{nodes} nodes of compute target {target!r}")
         run_definition = {
             "script": config.script,
             # Azure passes every argument as a string; so does the runner.

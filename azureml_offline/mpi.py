@@ -6,7 +6,9 @@ the Open MPI (or MPICH) wheel installed beside this Python (`pip install mpi4py 
 - each rank runs `python -m mpi4py script ...`: the script is unchanged, but a rank that fails calls
   MPI_Abort, so mpiexec stops them all instead of leaving the others waiting in a collective (plain
   `python script` would call MPI_Finalize on its way out and wait for them for ever);
-- the ranks share the machine's cores: each gets cores // ranks threads (at least one).
+- the ranks share the machine's cores: each gets cores // ranks threads (at least one), and a rank waiting
+  for the others yields its core instead of spinning (Open MPI spins by default: on a machine shared with
+  other work, a 7 MB gradient allreduce in 2 ranks took 24-32 ms spinning, 4-7 ms yielding).
 """
 import os
 import shutil
@@ -46,6 +48,7 @@ def environment(environ, processes, cores=None):
     """The ranks' environment: threads per rank x ranks <= cores; Open MPI allowed to run as root (as in CI)."""
     cores = cores or len(os.sched_getaffinity(0))
     env = dict(environ, **{name: str(max(1, cores // processes)) for name in THREAD_VARIABLES})
+    env["OMPI_MCA_mpi_yield_when_idle"] = "1"
     if os.geteuid() == 0:  # Open MPI refuses to start as root unless told twice; MPICH ignores these.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     return env

@@ -126,8 +126,13 @@ class Run:
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
         details.update({"properties": {}, "inputDatasets": [], "outputDatasets": [],
                         "runDefinition": submitted["runDefinition"],
-                        "logFiles": {name: name for name in self.get_file_names() if name.startswith("logs/")}})
+                        "logFiles": {name: name for name in self._log_names()}})
         return details
+
+    def _log_names(self):
+        """The run's logs, the one that show_output streams last (RunDetails shows the last one's tail)."""
+        main = self._folder.main_log().relative_to(self._folder.files).as_posix()
+        return sorted((name for name in self.get_file_names() if name.startswith("logs/")), key=lambda name: name == main)
 
     def get_details_with_logs(self):
         """get_details(), with each log's text in logFiles."""

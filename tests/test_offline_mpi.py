@@ -1,8 +1,10 @@
 """MPI jobs offline: MpiConfiguration runs the script's ranks under a real mpiexec, as Azure runs them on its nodes."""
 import pytest
+from azureml.core.compute import AmlCompute
 from azureml.core.runconfig import MpiConfiguration
 from azureml.exceptions import ActivityFailedException, UserErrorException
 
+from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from helpers import alive, eventually, processes_with, script_config
 
@@ -58,6 +60,7 @@ def test_a_plain_mpi4py_script_runs_in_two_ranks_with_their_logs_and_outputs(fre
     assert {"logs/std_log_process_0.txt", "logs/std_log_process_1.txt", "logs/mpi_log.txt",
             "outputs/rank0.txt", "outputs/rank1.txt"} <= set(run.get_file_names())
     logs = run.get_details_with_logs()["logFiles"]
+    assert list(logs)[-1] == "logs/std_log_process_0.txt"  # the streamed log last: RunDetails shows its tail
     for rank in (0, 1):  # one run in every rank; 2 cores shared by 2 ranks: one thread each
         assert logs[f"logs/std_log_process_{rank}.txt"] == f"rank {rank} of 2: sum 3, run {run.id}, threads 1\n"
     assert run.get_metrics() == {"sum": 3}
@@ -97,6 +100,14 @@ def test_cancel_stops_every_rank(fresh_workspace, tmp_path):
 def test_bad_process_counts_are_refused_at_submit(fresh_workspace, tmp_path, config):
     with pytest.raises(UserErrorException, match="must be a positive integer"):
         Experiment(fresh_workspace, "mpi").submit(script_config(tmp_path / "src", "", distributed_job_config=config))
+
+
+def test_more_nodes_than_the_cluster_has_are_refused_at_submit(fresh_workspace, tmp_path):
+    ComputeTarget.create(fresh_workspace, "gpu-cluster", AmlCompute.provisioning_configuration(
+        vm_size="STANDARD_NC4AS_T4_V3", max_nodes=4))
+    config = script_config(tmp_path / "src", "", compute_target="gpu-cluster", distributed_job_config=mpi_job(5))
+    with pytest.raises(UserErrorException, match="node_count 5 is more than the 4 nodes of compute target"):
+        Experiment(fresh_workspace, "mpi").submit(config)
 
 
 def test_without_mpiexec_submit_says_what_to_install(fresh_workspace, tmp_path, monkeypatch):
