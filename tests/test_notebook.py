@@ -19,12 +19,12 @@ NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
 
-def layout(folder, notebook):
+def layout(folder, notebook, name=NOTEBOOK.name):
     """The notebook and the repository files it reads (../chainer_mnist.py, ../job-environment.yml)."""
-    for name in ("chainer_mnist.py", "job-environment.yml"):
-        shutil.copy(REPO / name, folder / name)
+    for file in ("chainer_mnist.py", "job-environment.yml"):
+        shutil.copy(REPO / file, folder / file)
     (folder / "notebooks").mkdir()
-    path = folder / "notebooks" / NOTEBOOK.name
+    path = folder / "notebooks" / name
     nbformat.write(notebook, path)
     return path
 
