@@ -50,7 +50,8 @@ class Experiment:
         if tags is not None and not isinstance(tags, dict):
             raise UserErrorException(f"tags must be a dict, not {type(tags).__name__}")
         target = config.run_config.target
-        if distribution(config.run_config):
+        mpi_job = distribution(config.run_config)
+        if mpi_job:
             mpi.find_mpiexec()  # a clear error now, rather than a failed run
         if target != "local":
             compute = ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
@@ -63,7 +64,7 @@ class Experiment:
             # Azure passes every argument as a string; so does the runner.
             "arguments": [str(argument) for argument in config.arguments or []],
             "environment": config.run_config.environment.name,
-            **distribution(config.run_config),
+            **mpi_job,
         }
         folder, lock = self._workspace._backend.new_run(self._name, {
             "runId": f"{self._name}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
