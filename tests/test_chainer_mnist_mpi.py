@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 from azureml.core import ScriptRunConfig
@@ -58,3 +59,26 @@ def test_a_rank_that_fails_under_plain_mpiexec_stops_the_job(tmp_path):
                             text=True, timeout=120)
     assert result.returncode != 0
     assert "error: data folder" in (tmp_path / "rank0.txt").read_text()
+
+
+def test_two_ranks_resume_a_killed_run_where_it_stopped(mnist_dir, tmp_path):
+    """Rank 0 reads the checkpoint and sends it to the other rank: both go on from the killed run's weights and
+    Adam state, and end where the uninterrupted run ends."""
+    args = [SCRIPT, "--data-dir", str(mnist_dir), "--epochs", "6", "--batchsize", "50", "--unit", "50", "--device", "-1"]
+    subprocess.run([sys.executable, *args, "-o", str(tmp_path / "whole")], check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, *args, "-o", str(killed)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not (killed / "checkpoint.npz").exists() and process.poll() is None:
+        time.sleep(0.001)
+    process.kill()
+    process.wait()
+    assert not (killed / "model.npz").exists(), "the run ended before it could be killed"
+
+    logs = [tmp_path / "rank0.txt", tmp_path / "rank1.txt"]
+    command = mpi.command(mpi.find_mpiexec(), 2, logs, [sys.executable, *args, "-o", str(killed)])
+    subprocess.run(command, env=mpi.environment(os.environ, 2), check=True, capture_output=True, timeout=120)
+    assert "Resuming after epoch" in logs[0].read_text()
+    with np.load(tmp_path / "whole" / "model.npz") as whole, np.load(killed / "model.npz") as resumed:
+        for name in whole.files:
+            np.testing.assert_allclose(resumed[name], whole[name], rtol=1e-4, atol=1e-5, err_msg=name)
