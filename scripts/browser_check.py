@@ -66,14 +66,15 @@ def main():
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 path = {"lab": "lab/tree", "notebook": "notebooks"}[args.frontend]
                 page.goto(f"http://127.0.0.1:{args.port}/{path}/notebooks/{NOTEBOOK}?token={token}")
-                page.wait_for_selector(".jp-Notebook", timeout=60_000)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
                 page.get_by_role("menuitem", name="Run").first.click()
                 page.get_by_text("Run All Cells", exact=True).click()
-                # The live view renders as a widget output, then fills in while the run trains.
-                # JupyterLab 4 hides cells outside the viewport: wait for the widget to exist, then scroll to it.
-                widget = page.wait_for_selector(".jp-OutputArea-output.jupyter-widgets", state="attached",
-                                                timeout=120_000)
+                # Wait for what the live view shows, not for a front end's CSS classes (which differ between
+                # versions): the ipywidgets box whose header reads "Run <id> Status <status>". JupyterLab 4 hides
+                # cells outside the viewport, so it is waited for attached, then scrolled to.
+                view = page.locator(".widget-vbox", has_text="Status").first
+                view.wait_for(state="attached", timeout=180_000)
+                widget = view.element_handle()
                 page.wait_for_timeout(args.live_seconds * 1000)
                 widget.scroll_into_view_if_needed()
                 widget.screenshot(path=out / "1-run-details-live.png")
