@@ -40,6 +40,8 @@ class Experiment:
         """Snapshot config.source_directory and start config.script in a runner process; return its Run at once."""
         if not isinstance(config, ScriptRunConfig):
             raise UserErrorException(f"Offline, Experiment.submit takes a ScriptRunConfig, not {type(config).__name__}")
+        if tags is not None and not isinstance(tags, dict):
+            raise UserErrorException(f"tags must be a dict, not {type(tags).__name__}")
         if config.command or not config.script:
             raise UserErrorException("Offline runs need ScriptRunConfig(script=...); command= is not supported")
         source = Path(config.source_directory)
@@ -47,8 +49,6 @@ class Experiment:
             raise UserErrorException(f"source_directory {config.source_directory!r} is not a folder")
         if not (source / config.script).is_file():
             raise UserErrorException(f"Script {config.script!r} not found in source_directory {config.source_directory!r}")
-        if tags is not None and not isinstance(tags, dict):
-            raise UserErrorException(f"tags must be a dict, not {type(tags).__name__}")
         target = config.run_config.target
         mpi_job = distribution(config.run_config)
         if mpi_job:
