@@ -1,4 +1,7 @@
 """MPI jobs offline: MpiConfiguration runs the script's ranks under a real mpiexec, as Azure runs them on its nodes."""
+import os
+import signal
+
 import pytest
 from azureml.core.compute import AmlCompute
 from azureml.core.runconfig import MpiConfiguration
@@ -36,6 +39,8 @@ with open(f"{sys.argv[1]}/{comm.rank}.pid", "w") as f:
 if comm.rank == 1 and sys.argv[2] == "fail":
     time.sleep(0.5)
     raise ValueError("rank 1 breaks")
+if comm.rank == 1 and sys.argv[2] == "sleep":
+    time.sleep(600)
 comm.barrier()
 """
 
@@ -78,6 +83,19 @@ def test_a_failing_rank_fails_the_run_and_stops_the_rank_waiting_for_it(fresh_wo
     with pytest.raises(ActivityFailedException, match="rank 1: ValueError: rank 1 breaks"):
         run.wait_for_completion()
     assert run.get_status() == "Failed"
+    assert not any(alive(pid) for pid in ranks)
+    assert processes_with(str(run._folder.path)) == []
+
+
+def test_a_rank_killed_by_a_signal_fails_the_run_and_stops_the_others(fresh_workspace, tmp_path):
+    """As when the kernel's OOM killer takes a rank: it has no chance to abort the job itself."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    config = script_config(tmp_path / "src", STUCK, [pids, "sleep"], distributed_job_config=mpi_job(2))
+    run = Experiment(fresh_workspace, "mpi").submit(config)
+    ranks = rank_pids(pids, 2)
+    os.kill(ranks[1], signal.SIGKILL)
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
     assert not any(alive(pid) for pid in ranks)
     assert processes_with(str(run._folder.path)) == []
 
