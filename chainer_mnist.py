@@ -491,8 +491,8 @@ def run(args):
     with output_folder(args.output_dir, room) if ranks.lead else contextlib.nullcontext() as out:
         saved = ranks.broadcast(read_checkpoint(out / CHECKPOINT, settings) if args.resume and ranks.lead else None)
         if ranks.lead:
-            print(f"Device: {'CPU (NumPy)' if device.xp is np else f'GPU {device.device.id} (CuPy)'}"
-                  + (f"; {ranks.size} MPI ranks, ChainerMN's {ranks.communicator} communicator" if ranks.size > 1 else ""))
+            across = f"; {ranks.size} MPI ranks, ChainerMN's {ranks.communicator} communicator" if ranks.size > 1 else ""
+            print(f"Device: {'CPU (NumPy)' if device.xp is np else f'GPU {device.device.id} (CuPy)'}{across}")
         data = ranks.broadcast(load_mnist(args.data_dir) if ranks.lead else None)
         data_record = describe_data(*data)
         if args.batchsize > len(data[0]):
