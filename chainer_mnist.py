@@ -95,6 +95,18 @@ def parameter_count(n_units, n_out=10):
     return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * n_out
 
 
+def build(n_units, seed, device):
+    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer."""
+    np.random.seed(seed)
+    device.xp.random.seed(seed)
+    model = L.Classifier(MLP(n_units))
+    model.to_device(device)
+    device.use()
+    optimizer = FusedAdam()
+    optimizer.setup(model)
+    return model, optimizer
+
+
 # An epoch: train() once, then test().
 
 def train(model, optimizer, x, t, order, batchsize, alpha_at):
@@ -258,7 +270,8 @@ def output_folder(path, room):
             tempfile.TemporaryFile(dir=path).close()
         except OSError as e:
             raise OutputError(f"cannot write in the output folder {path}: {e.strerror}") from None
-        free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+        disk = os.statvfs(path)
+        free = disk.f_bavail * disk.f_frsize
         if free < room:
             raise OutputError(f"the output folder {path} has {free / 2**20:.0f} MiB free; the model and its "
                               f"checkpoint need {room / 2**20:.0f} MiB")
@@ -381,12 +394,12 @@ def main(argv=None):
     # Cancelling a run sends SIGTERM: leave through Python, so that a file being saved is removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        run(args)
+        train_and_save(args)
     except UsageError as e:
         raise SystemExit(f"error: {e}") from None
 
 
-def run(args):
+def train_and_save(args):
     from azureml.core.run import Run  # Here, so that importing this module stays cheap.
 
     tune_cpu()
@@ -405,13 +418,7 @@ def run(args):
 
         # Same seed, same initial weights and same shuffles; each epoch's order depends on the seed and
         # the epoch alone, so a resumed run goes on exactly as an uninterrupted one would.
-        np.random.seed(args.seed)
-        device.xp.random.seed(args.seed)
-        model = L.Classifier(MLP(args.units))
-        model.to_device(device)
-        device.use()
-        optimizer = FusedAdam()
-        optimizer.setup(model)
+        model, optimizer = build(args.units, args.seed, device)
         first_epoch, metrics = 1, {}
         if saved is not None:
             first_epoch, metrics = resume(saved, model, optimizer, data_record)

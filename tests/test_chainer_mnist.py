@@ -567,3 +567,47 @@ def test_kernel_in_use_is_read_from_numpys_openblas():
     assert in_use is None or in_use.isalnum()  # None where NumPy uses another BLAS.
     if in_use is not None and "OPENBLAS_CORETYPE" in os.environ:
         assert in_use.lower() == os.environ["OPENBLAS_CORETYPE"].lower()
+
+
+# The GPU path, where CuPy and an NVIDIA GPU are both present (benchmarks/gpu_check.sh sets them up).
+
+def why_no_gpu():
+    """The reason GPU tests cannot run here, or None. Only a missing CuPy or GPU is one: with both present,
+    CuPy failing to load fails the tests instead of skipping them."""
+    import glob
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed"
+    return None if glob.glob("/dev/nvidia[0-9]*") else "no NVIDIA GPU"
+
+
+needs_gpu = pytest.mark.skipif(why_no_gpu() is not None, reason=str(why_no_gpu()))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_one_step_on_the_gpu_matches_the_cpu(mnist_dir):
+    x, t, _, _ = chainer_mnist.load_mnist(mnist_dir)
+    after = []
+    for name in ("@numpy", "@cupy:0"):
+        device = chainer.get_device(name)
+        model, optimizer = chainer_mnist.build(1000, 0, device)
+        chainer_mnist.train(model, optimizer, device.send(x), device.send(t), device.send(np.arange(128)), 128,
+                            lambda step: 0.001)
+        model.to_cpu()
+        after.append(params(model))
+    difference = max(float(np.abs(after[0][k] - after[1][k]).max()) for k in after[0])
+    print(f"largest parameter difference after one step, GPU against CPU: {difference:.2e} (a step is 1e-3)")
+    assert difference < 1e-4
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_trains_on_the_gpu_and_saves_a_model_the_cpu_loads(mnist_dir, tmp_path, capsys):
+    result = train(mnist_dir, tmp_path, "--device", "0", "--epochs", "4")
+    assert "Device: GPU 0 (CuPy)" in capsys.readouterr().out
+    assert result["test_accuracy"] > 0.8
+    _, _, test_x, test_y = chainer_mnist.load_mnist(mnist_dir)
+    model = load_model(tmp_path / "model.npz")
+    assert chainer_mnist.test(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"], abs=1e-6)
