@@ -354,7 +354,10 @@ def resume(saved, model, optimizer, data):
 def save_model(folder, model, record):
     """model.npz, then model.json with its SHA-256. The old model.json goes first: whenever the process
     stops, a model.json there describes the model.npz beside it (a resumed run writes both again)."""
-    (folder / "model.json").unlink(missing_ok=True)
+    try:
+        (folder / "model.json").unlink(missing_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
     state = chainer.serializers.DictionarySerializer()
     state.save(model)  # As chainer.serializers.save_npz(file, model) would.
     save_atomically(folder / "model.npz", lambda f: write_npz(f, state.target, compress=True))

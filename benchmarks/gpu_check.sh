@@ -43,7 +43,7 @@ $PIP "numba>=0.60" azureml-core==1.61.0.post4 "cupy-cuda11x>=13,<14" \
     nvidia-cuda-runtime-cu11==11.8.89 nvidia-cuda-nvrtc-cu11==11.8.89 nvidia-cublas-cu11==11.11.3.6 \
     nvidia-curand-cu11==10.3.0.86 nvidia-cusolver-cu11==11.4.1.48 nvidia-cusparse-cu11==11.7.5.86 \
     nvidia-cufft-cu11==10.9.0.58 \
-    "pytest>=8" "pytest-timeout>=2" matplotlib pyyaml
+    "pytest>=8" "pytest-timeout>=2" matplotlib pyyaml "setuptools<74" "numpy>=1.26,<2"
 # CuPy 13 finds the CUDA 11 libraries through the dynamic loader only (not in these wheels' folders).
 LD_LIBRARY_PATH=$(echo "$PWD/$VENV"/lib/python3.11/site-packages/nvidia/*/lib | tr ' ' ':')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LD_LIBRARY_PATH
