@@ -557,8 +557,12 @@ def restart_with_full_speed_openblas(environ=os.environ, in_use=None, flags=None
     kernel = openblas_kernel_to_choose(environ, in_use, cpu_flags() if flags is None else flags)
     if kernel is None:
         return
-    print(f"OpenBLAS does not recognise this CPU and fell back to its {in_use} kernels: restarting with "
-          f"OPENBLAS_CORETYPE={kernel} (set OPENBLAS_CORETYPE yourself to choose)", flush=True)
+    fallen_back = f"OpenBLAS does not recognise this CPU and fell back to its {in_use} kernels"
+    if "mpi4py.MPI" in sys.modules:  # An MPI rank (python -m mpi4py) cannot start again once MPI is up.
+        print(f"{fallen_back}: set OPENBLAS_CORETYPE={kernel} for speed (mpiexec -x OPENBLAS_CORETYPE)", flush=True)
+        return
+    print(f"{fallen_back}: restarting with OPENBLAS_CORETYPE={kernel} (set OPENBLAS_CORETYPE yourself to choose)",
+          flush=True)
     environ["OPENBLAS_CORETYPE"] = kernel
     execv(sys.executable, sys.orig_argv)
 

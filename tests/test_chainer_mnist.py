@@ -562,6 +562,14 @@ def test_fallen_back_openblas_restarts_the_script_once_with_the_kernel(capsys):
     assert len(restarts) == 1
 
 
+def test_an_mpi_rank_is_not_restarted_but_told_what_to_set(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())
+    environ, restarts = {}, []
+    chainer_mnist.restart_with_full_speed_openblas(environ, "Prescott", AVX2_ONLY,
+                                                   execv=lambda *args: restarts.append(args))
+    assert environ == {} and restarts == [] and "OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out
+
+
 def test_kernel_in_use_is_read_from_numpys_openblas():
     in_use = chainer_mnist.openblas_in_use()
     assert in_use is None or in_use.isalnum()  # None where NumPy uses another BLAS.
