@@ -9,12 +9,12 @@
 #
 #   MNIST_DIR=/path/to/mnist bash benchmarks/gpu_check.sh [EPOCHS]
 #
-# MNIST_DIR: the four MNIST files (default: ../shared/data/mnist, else a download, else a synthetic stand-in of
-# MNIST's size, for timings only). GPU_VENV: where to build the environment (default: .venv-gpu).
+# MNIST_DIR: the four MNIST files (default: ../shared/data/mnist, else a synthetic stand-in of MNIST's size, for
+# timings only). GPU_VENV: where to build the environment (default: build/gpu-check/venv). Outputs: build/gpu-check/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-3}
-VENV=${GPU_VENV:-.venv-gpu}
+VENV=$(realpath -m "${GPU_VENV:-build/gpu-check/venv}")
 started=$SECONDS
 say() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - started)); }
 
@@ -29,7 +29,7 @@ if [ ! -x "$VENV/bin/python" ]; then
         PYTHON=$(command -v python3.11)
     fi
     [ -n "$PYTHON" ] || { echo "Python 3.11 is needed (Chainer 7.8.1 does not run on 3.12)"; exit 1; }
-    "$PYTHON" -m venv "$VENV"
+    mkdir -p "$(dirname "$VENV")" && "$PYTHON" -m venv "$VENV"
 fi
 PIP="$VENV/bin/python -m pip install -q --disable-pip-version-check"
 $PIP --upgrade pip
@@ -45,7 +45,7 @@ $PIP "numba>=0.60" azureml-core==1.61.0.post4 "cupy-cuda11x>=13,<14" \
     nvidia-cufft-cu11==10.9.0.58 \
     "pytest>=8" "pytest-timeout>=2" matplotlib pyyaml "setuptools<74" "numpy>=1.26,<2"
 # CuPy 13 finds the CUDA 11 libraries through the dynamic loader only (not in these wheels' folders).
-LD_LIBRARY_PATH=$(echo "$PWD/$VENV"/lib/python3.11/site-packages/nvidia/*/lib | tr ' ' ':')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+LD_LIBRARY_PATH=$(echo "$VENV"/lib/python3.11/site-packages/nvidia/*/lib | tr ' ' ':')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LD_LIBRARY_PATH
 PY="$VENV/bin/python"
 $PY -c "import chainer, cupy; print('Chainer', chainer.__version__, '| CuPy', cupy.__version__, '| CUDA runtime',
@@ -67,7 +67,7 @@ say "$EPOCHS epochs on the GPU and on the CPU, seed 0, the defaults (784-1000-10
 mkdir -p build/gpu-check
 for device in 0 -1; do
     $PY chainer_mnist.py --data-dir "$MNIST_DIR" --epochs "$EPOCHS" --device $device --no-resume \
-        -o "build/gpu-check/device$device" | grep -E "^(Device|epoch|Saved)" | tee "build/gpu-check/device$device.log"
+        -o "build/gpu-check/device$device" | grep -E "^(OpenBLAS|Device|epoch|Saved)" | tee "build/gpu-check/device$device.log"
 done
 $PY - <<'EOF'
 import re, statistics
