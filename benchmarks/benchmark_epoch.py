@@ -63,9 +63,9 @@ def gemm_limit(n_train, n_test, units, batchsize, repeats=3):
     return best, flops / best / 1e9
 
 
-def epoch_seconds(command):
+def epoch_seconds(command, env=None):
     """Run a contender; return the seconds of its epochs, from its printed epoch lines."""
-    result = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
     return [float(s) for s in re.findall(r"^epoch .* ([\d.]+) s$", result.stdout, re.MULTILINE)]
@@ -84,6 +84,8 @@ def main():
     parser.add_argument("--batchsize", type=int, default=128)
     parser.add_argument("--unit", type=int, default=1000)
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR") or str(REPO.parent / "shared/data/mnist"))
+    parser.add_argument("--threads", type=int, help="threads of each contender (default: all cores); on a busy "
+                        "machine, 1 keeps either from waiting for a thread that the other processes hold")
     parser.add_argument("--gemm-only", action="store_true", help=argparse.SUPPRESS)  # The child process.
     args = parser.parse_args()
     train_x, _, test_x, _ = chainer_mnist.load_mnist(args.data_dir)
@@ -96,6 +98,8 @@ def main():
     print(f"Host: {os.cpu_count()} cores of {cpu_name()}; NumPy's OpenBLAS kernels: "
           f"{chainer_mnist.openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
     print(f"Load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    env = None if args.threads is None else dict(os.environ, **{name: str(args.threads) for name in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
     settings = ["--epochs", str(args.epochs), "--batchsize", str(args.batchsize), "--unit", str(args.unit),
                 "--data-dir", args.data_dir]
     medians = {name: [] for name in CONTENDERS}
@@ -103,16 +107,17 @@ def main():
         for round_ in range(args.rounds):
             names = list(CONTENDERS) if round_ % 2 == 0 else list(reversed(CONTENDERS))
             for name in names:
-                seconds = epoch_seconds(CONTENDERS[name](settings, out))
+                seconds = epoch_seconds(CONTENDERS[name](settings, out), env)
                 medians[name].append(statistics.median(seconds[1:]))
                 print(f"round {round_ + 1} {name:17} s/epoch after the warm-up: "
                       f"{' '.join(f'{s:.2f}' for s in seconds[1:])}", flush=True)
     gemm = subprocess.run([sys.executable, __file__, "--gemm-only", *settings[2:]], capture_output=True, text=True,
-                          check=True).stdout.split()
+                          check=True, env=env).stdout.split()
     print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     ratios = [ours / theirs for ours, theirs in zip(medians["chainer_mnist.py"], medians["PyTorch"])]
-    print(f"\nMNIST, {args.unit} units, batch {args.batchsize}, CPU; median s/epoch of each run after a warm-up epoch")
+    print(f"\nMNIST, {args.unit} units, batch {args.batchsize}, CPU, {args.threads or 'all'} thread(s); "
+          f"median s/epoch of each run after a warm-up epoch")
     for name, values in medians.items():
         print(f"{name:17} {statistics.median(values):6.2f} s/epoch  (runs: {' '.join(f'{v:.2f}' for v in values)})")
     print(f"{'GEMM limit':17} {float(gemm[0]):6.2f} s/epoch  (the epoch's matrix products alone, "
