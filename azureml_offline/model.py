@@ -85,6 +85,15 @@ class Model:
             models += [Model(workspace, each, version=version) for version in newest_first[:1 if latest else None]]
         return models
 
+    @staticmethod
+    def deploy(workspace, name, models, inference_config=None, deployment_config=None, deployment_target=None,
+               overwrite=False, show_output=False):
+        """Run inference_config's entry script with `models` as a web service on this machine (webservice.py)."""
+        if deployment_target is not None:
+            raise WebserviceException("Offline, services deploy to this machine: deployment_target must be None")
+        from .webservice import deploy
+        return deploy(workspace, name, models, inference_config, deployment_config, overwrite)
+
     def download(self, target_dir=".", exist_ok=False):
         """Copy the model's file or folder into target_dir and return its path there."""
         (source,) = (self._folder / "files").iterdir()

@@ -76,6 +76,11 @@ class Workspace:
         names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         return {name: Experiment(self, name) for name in names}
 
+    @property
+    def webservices(self):
+        from .webservice import ServiceFiles, Webservice
+        return {name: Webservice(self, name) for name in ServiceFiles.names(self)}
+
     def __eq__(self, other):
         return isinstance(other, Workspace) and other._root == self._root
 
