@@ -76,7 +76,7 @@ def to_images(data):
                          f"or 28 rows of 28 numbers")
     images = images.reshape(len(images), 784)
     if not np.isfinite(images).all():
-        raise ValueError("pixel values must be finite numbers (NaN or Infinity received)")
+        raise ValueError("pixel values must be numbers, not NaN, Infinity or null")
     low, high = images.min(), images.max()
     if low < 0 or high > 255:
         raise ValueError(f"pixel values must be between 0 and 255 (received {low:g} to {high:g})")

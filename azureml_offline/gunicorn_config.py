@@ -24,7 +24,7 @@ DRAIN_LIMIT_BYTES = 64 << 20  # a rejected body is read (and dropped) up to this
 WATCH_SECONDS = 1.0
 
 control_socket_disable = True  # gunicorn 24+ would share one control socket in ~/.gunicorn between services
-graceful_timeout = 5  # delete(): requests get this long to finish
+graceful_timeout = 2  # delete(): requests in flight get this long to finish (scoring takes milliseconds)
 
 
 def on_starting(server):

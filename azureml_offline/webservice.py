@@ -230,9 +230,12 @@ def group_members(pgid):
 
 
 def script_error(log):
-    """The last exception line in the server's log ("FileNotFoundError: ..."), or its last line."""
+    """The script's exception from the server's log ("FileNotFoundError: ..."), else the log's last line.
+
+    The server wraps it in its own (azureml_inference_server_http....UserScriptException), logged after it."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    errors = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b:? ", line)]
+    errors = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b:? ", line)
+              and not line.startswith("azureml_inference_server_http.")]
     return (errors or lines or ["(no output)"])[-1].strip()
 
 
