@@ -150,6 +150,8 @@ def start_server(files):
                AZUREML_OFFLINE_SERVICE_DEFINITION=str(files.definition),
                AZUREML_OFFLINE_SERVICE_ID=definition["serviceId"], AZUREML_OFFLINE_SERVICE_KEYS=str(files.keys),
                AZUREML_OFFLINE_SERVICE_READY=str(files.ready), AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES))
+    # The workers are the parallelism: one BLAS thread each, or two workers' threads contend for the same cores.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     server = [str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", definition["entryScript"],
               "--model_dir", str(model_dir), "--port", str(port), "--worker_count", str(WORKERS)]
     with open(files.server_log, "ab") as log:
