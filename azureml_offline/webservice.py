@@ -49,7 +49,8 @@ class ServiceFiles:
         self.server = self.root / "server.json"  # pid, process start time and port of azmlinfsrv
         self.ready = self.root / "ready"  # written by a server worker once init() has returned
         self.app = self.root / "app"  # a copy of the source directory: AML_APP_ROOT and working directory
-        self.models = self.root / "azureml-models"  # <model>/<version>/<files>, as in Azure's container
+        # <model>/<version>/<files> in the app's folder, as in Azure's container: Model.get_model_path() finds them
+        self.models = self.app / "azureml-models"
         self.server_log = self.root / "logs" / "server.log"  # azmlinfsrv's and the script's output
         self.init_log = self.root / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
 
@@ -426,7 +427,7 @@ class Webservice:
             raise WebserviceException("Offline, an update with new models needs the inference_config too")
         files = self._files
         stop_server(store.read_json(files.server))
-        for path in (files.app, files.models, files.server_log.parent):
+        for path in (files.app, files.server_log.parent):
             shutil.rmtree(path, ignore_errors=True)
         files.ready.unlink(missing_ok=True)
         files.server.unlink(missing_ok=True)
