@@ -85,8 +85,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     files = ServiceFiles.of(workspace, name)
     if files.definition.exists():
         if not overwrite:
-            raise WebserviceException(f"Service {name} with the same name already exists, please use a different "
-                                      f"service name or delete the existing service.")
+            raise name_taken(name)
         Webservice(workspace, name).delete()
     config = {"cpuCores": getattr(deployment_config, "cpu_cores", None),
               "memoryGb": getattr(deployment_config, "memory_gb", None),
@@ -94,7 +93,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     auth = kind == ACI and bool(deployment_config.auth_enabled)
     with store.staging_dir(workspace._root) as staged:
         staged_files = ServiceFiles(staged)
-        fill(staged_files, models, inference_config)
+        entry_script = fill(staged_files, models, inference_config)
         store.write_json(staged_files.keys, {"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
         store.write_json(staged_files.definition, {
             "name": name, "computeType": kind, "serviceId": uuid.uuid4().hex, "createdTime": store.utc_now(),
@@ -102,14 +101,13 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
             "tags": dict(getattr(deployment_config, "tags", None) or {}),
             "properties": dict(getattr(deployment_config, "properties", None) or {}),
             "models": [model.id for model in models], "configuration": config,
-            "entryScript": Path(inference_config.entry_script).as_posix(),
+            "entryScript": entry_script,
             "environment": inference_config.environment.name if inference_config.environment else None})
         files.root.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staged, files.root)
-        except OSError:
-            raise WebserviceException(f"Service {name} with the same name already exists, please use a different "
-                                      f"service name or delete the existing service.") from None
+        except OSError:  # another process deployed one of that name meanwhile
+            raise name_taken(name) from None
     start_server(files)
     service = Webservice(workspace, name)
     environment = inference_config.environment
@@ -118,14 +116,22 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     return service
 
 
+def name_taken(name):
+    return WebserviceException(f"Service {name} with the same name already exists, please use a different service "
+                               f"name or delete the existing service.")
+
+
 def fill(files, models, inference_config):
-    """Copy the inference config's source directory (or entry script) and the models' files into `files`."""
-    source = Path(inference_config.source_directory or Path(inference_config.entry_script).parent)
+    """Copy the source directory (or, without one, the entry script) and the models' files into `files`, and
+    return the entry script's path in the app folder."""
+    entry_script = Path(inference_config.entry_script)
     if inference_config.source_directory:
-        shutil.copytree(source, files.app, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(inference_config.source_directory, files.app,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     else:
         files.app.mkdir()
-        shutil.copy(inference_config.entry_script, files.app)
+        shutil.copy(entry_script, files.app)
+        entry_script = Path(entry_script.name)
     files.server_log.parent.mkdir()
     lines = []
     for model in models:
@@ -134,6 +140,7 @@ def fill(files, models, inference_config):
         lines.append(f"Copied model {model.id} into azureml-models/{model.name}/{model.version}\n")
     files.models.mkdir(exist_ok=True)
     files.init_log.write_text("".join(lines) or "No models to copy\n")
+    return entry_script.as_posix()
 
 
 def new_key():
@@ -209,6 +216,7 @@ def stop_server(server):
 
 
 def group_alive(pgid):
+    """Whether a process of the group still runs; a zombie, exited but not yet reaped by its parent, does not."""
     process = _servers.get(pgid)
     if process is not None:
         process.poll()  # reap it if it has exited
@@ -431,9 +439,8 @@ class Webservice:
             shutil.rmtree(path, ignore_errors=True)
         files.ready.unlink(missing_ok=True)
         files.server.unlink(missing_ok=True)
-        fill(files, models, inference_config)
-        definition.update(models=[model.id for model in models], serviceId=uuid.uuid4().hex,
-                          entryScript=Path(inference_config.entry_script).as_posix())
+        definition.update(entryScript=fill(files, models, inference_config), models=[model.id for model in models],
+                          serviceId=uuid.uuid4().hex)
         store.write_json(files.definition, definition)
         start_server(files)
 
