@@ -78,7 +78,7 @@ def payload(images):
     return json.dumps({"data": np.asarray(images).tolist()})
 
 
-def test_deployed_service_is_healthy_on_loopback_and_publishes_its_swagger(service, capsys):
+def test_deployed_service_is_healthy_on_loopback_and_publishes_its_swagger(service):
     assert service.state == "Healthy"
     assert service.scoring_uri.startswith("http://127.0.0.1:") and service.scoring_uri.endswith("/score")
     swagger = requests.get(service.swagger_uri, timeout=10).json()
@@ -171,11 +171,17 @@ def test_eight_concurrent_clients_are_all_answered_correctly(service, env):
     assert wrong == []
 
 
-def test_two_services_at_once_and_delete_while_requests_are_in_flight(service, env):
-    second = Model.deploy(env["workspace"], "mnist-open", [env["model"]], inference_config(env), OPEN)
+def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_flight(service, env):
+    port = free_port()
+    second = Model.deploy(env["workspace"], "mnist-local", [env["model"]], inference_config(env),
+                          LocalWebservice.deploy_configuration(port=port))
     second.wait_for_deployment()
-    assert second.scoring_uri != service.scoring_uri and not second.auth_enabled
-    assert set(env["workspace"].webservices) >= {"mnist-auth", "mnist-open"}
+    assert second.state == "running" and second.scoring_uri == f"http://localhost:{port}/score"
+    assert second.scoring_uri.split(":")[2] != service.scoring_uri.split(":")[2] and not second.auth_enabled
+    assert set(env["workspace"].webservices) >= {"mnist-auth", "mnist-local"}
+    assert second.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
+    with pytest.raises(NotImplementedError):
+        second.get_keys()
     outcomes, stop = [], threading.Event()
 
     def client():
@@ -192,7 +198,6 @@ def test_two_services_at_once_and_delete_while_requests_are_in_flight(service, e
     for thread in threads:
         thread.start()
     time.sleep(0.5)
-    port = int(second.scoring_uri.split(":")[2].split("/")[0])
     try:
         second.delete()
     finally:
@@ -205,9 +210,9 @@ def test_two_services_at_once_and_delete_while_requests_are_in_flight(service, e
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
     assert "answered" in outcomes and set(outcomes) <= {"answered", "refused"}, set(outcomes)
-    assert second.state == "Deleting" and "mnist-open" not in env["workspace"].webservices
+    assert second.state == "deleted" and "mnist-local" not in env["workspace"].webservices
     with pytest.raises(WebserviceException, match="WebserviceNotFound"):
-        Webservice(env["workspace"], "mnist-open")
+        Webservice(env["workspace"], "mnist-local")
     assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
 
 
@@ -268,19 +273,6 @@ def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model
     assert service.run("{}") == "model.npz"  # AZUREML_MODEL_DIR is azureml-models/<name>/<version>, as on Azure
     with pytest.raises(WebserviceException, match="ssl_enabled"):
         service.update(ssl_enabled=True)
-
-
-def test_local_webservice_uses_its_port_and_local_states(env):
-    port = free_port()
-    local = Model.deploy(env["workspace"], "mnist-local", [env["model"]], inference_config(env),
-                         LocalWebservice.deploy_configuration(port=port))
-    local.wait_for_deployment()
-    assert local.state == "running" and local.scoring_uri == f"http://localhost:{port}/score"
-    assert local.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
-    with pytest.raises(NotImplementedError):
-        local.get_keys()
-    local.delete()
-    assert local.state == "deleted"
 
 
 def test_names_are_checked_as_the_sdk_does(service, env):
