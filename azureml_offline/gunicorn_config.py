@@ -1,13 +1,13 @@
 """gunicorn settings and hooks of an offline web service's azmlinfsrv (it reads them through GUNICORN_CMD_ARGS).
 
-azmlinfsrv runs its Flask app in gunicorn as it does in Azure's container. These hooks add what Azure
-puts around that container, and nothing to the app itself:
+azmlinfsrv runs its Flask app in gunicorn as it does in Azure's container. These hooks add what the offline
+service needs around it, and change nothing in the app itself:
   - listen on loopback only: azmlinfsrv binds 0.0.0.0, right in a container, not on a workstation;
-  - the key check of an auth-enabled service (401 without it) and a cap on the request body (413),
-    as Azure's front end does before a request reaches the container;
+  - the key check of an auth-enabled service (401 without it), done by Azure's front end before a request
+    reaches the container, and a cap on the request body (413), so that a huge body is refused unparsed;
   - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
     (deleted, or its workspace removed), so no server outlives its service.
-The deploying process passes the files through environment variables (see webservice.server_environment).
+The deploying process passes the files through environment variables (webservice.start_server).
 """
 import json
 import os
