@@ -82,6 +82,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
         raise WebserviceException("Offline deployment needs an InferenceConfig with an entry script "
                                   "(deploying a model without one needs Azure)")
     deployment_config.validate_configuration()
+    azmlinfsrv()  # fails before anything is written if the server is not installed
     files = ServiceFiles.of(workspace, name)
     if files.definition.exists():
         if not overwrite:
@@ -160,13 +161,23 @@ def start_server(files):
                AZUREML_OFFLINE_SERVICE_READY=str(files.ready), AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES))
     # The workers are the parallelism: one BLAS thread each, or two workers' threads contend for the same cores.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    server = [str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", definition["entryScript"],
+    server = [azmlinfsrv(), "--entry_script", definition["entryScript"],
               "--model_dir", str(model_dir), "--port", str(port), "--worker_count", str(WORKERS)]
     with open(files.server_log, "ab") as log:
         process = subprocess.Popen(server, cwd=files.app, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     _servers[process.pid] = process
     store.write_json(files.server, {"pid": process.pid, "startTime": start_time(process.pid), "port": port})
+
+
+def azmlinfsrv():
+    """The server's command, installed beside this Python (a virtual environment's bin/) or on PATH."""
+    beside = Path(sys.executable).with_name("azmlinfsrv")
+    command = str(beside) if beside.exists() else shutil.which("azmlinfsrv")
+    if not command:
+        raise WebserviceException("The offline web service needs azmlinfsrv: "
+                                  "pip install azureml-inference-server-http==1.5.1")
+    return command
 
 
 def free_port():
