@@ -294,6 +294,7 @@ class Webservice:
         self._files = files
         self._definition = definition
         self._session = requests.Session()
+        self._session.trust_env = False  # the server is on loopback: never through an HTTP(S)_PROXY
         self.update_deployment_state()
 
     @property
