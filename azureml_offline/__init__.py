@@ -3,14 +3,20 @@
     import azureml_offline
     azureml_offline.activate_if_needed()   # then: from azureml.core import Workspace, ...
 
-Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on
-explicitly; everything else (Environment, ScriptRunConfig, AmlCompute, the exceptions) stays
-the real SDK.
+Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on explicitly,
+and off again: activate() / deactivate(), or `with azureml_offline.activate(): ...`. Everything else
+(Environment, ScriptRunConfig, AmlCompute, the exceptions) stays the real SDK.
 """
 import importlib
 import os
 
-# Where the stand-ins go: (module, attribute, stand-in module, stand-in class).
+from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, LEGACY_PROJECT_FILENAME
+from azureml._file_utils.file_utils import traverse_up_path_and_find_file
+
+from .backend import shown, workspace_dir
+
+# Where the stand-ins go: (module, attribute, stand-in module, stand-in class). Imported when switched on,
+# so that importing this package (as every offline run's runner does) does not load them all.
 STAND_INS = [
     ("azureml.core", "Workspace", "azureml_offline.workspace", "Workspace"),
     ("azureml.core.workspace", "Workspace", "azureml_offline.workspace", "Workspace"),
@@ -31,6 +37,39 @@ STAND_INS = [
     ("azureml.core.webservice", "LocalWebservice", "azureml_offline.webservice", "LocalWebservice"),
     ("azureml.core.webservice.local", "LocalWebservice", "azureml_offline.webservice", "LocalWebservice"),
 ]
+_replaced = {}  # (module, attribute) -> the real SDK class, while the stand-ins are on
+
+
+class _Switch:
+    """What activate() returns: `with azureml_offline.activate():` switches the stand-ins off again at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        deactivate()
+
+
+def activate():
+    """Put the stand-ins where `from azureml.core import Workspace, ...` finds them (again: harmless)."""
+    # Import every stand-in first: they capture the real classes they build on before any is replaced.
+    stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
+    for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins):
+        module = importlib.import_module(target)
+        _replaced.setdefault((target, attribute), getattr(module, attribute))
+        setattr(module, attribute, stand_in)
+    return _Switch()
+
+
+def deactivate():
+    """Put the real SDK classes back (nothing to do if the stand-ins are off)."""
+    for (target, attribute), real in _replaced.items():
+        setattr(importlib.import_module(target), attribute, real)
+    _replaced.clear()
+
+
+def is_active():
+    return bool(_replaced)
 
 
 def activate_if_needed():
@@ -41,12 +80,7 @@ def activate_if_needed():
     """
     mode, reason = choose_mode()
     if mode == "offline":
-        # Import every stand-in first: they capture the real classes they build on before any is replaced.
-        stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
-        for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins):
-            setattr(importlib.import_module(target), attribute, stand_in)
-        from .store import shown
-        from .workspace import workspace_dir
+        activate()
         print(f"Azure ML: offline, because {reason}.")
         print(f"Runs execute on this machine; the workspace is kept in {shown(workspace_dir())}.")
     else:
@@ -69,9 +103,6 @@ def choose_mode():
 
 def find_workspace_config():
     """The file Workspace.from_config() would read, searching as it does, or ''."""
-    from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, \
-        LEGACY_PROJECT_FILENAME
-    from azureml._file_utils.file_utils import traverse_up_path_and_find_file
     for directory in (AZUREML_DIR, AML_CONFIG_DIR, None):
         for file_name in (CONFIG_FILENAME, LEGACY_PROJECT_FILENAME):
             found = traverse_up_path_and_find_file(".", file_name, directory_name=directory)

@@ -1,36 +1,18 @@
-"""In an offline run's script: make the SDK's `Run.get_context()` return that run.
+"""The run of the offline script this process belongs to: what Run.get_context() returns in it.
 
-Azure injects its run context into a job's Python; offline, the runner puts a sitecustomize
-on the script's PYTHONPATH that calls bind_run_context(). The SDK is not imported here (that
-would slow every start-up): the binding happens when the script itself imports azureml.core.run.
+Called from the runner's sitecustomize (script_path/sitecustomize.py), the one binding of the script
+side; the notebook side never imports this module.
 """
-import importlib.abc
-import importlib.machinery
-import sys
+import os
+
+from .backend import RUN_DIR_VARIABLE, WorkspaceFolder
+from .experiment import Experiment
+from .run import Run
+from .workspace import Workspace
 
 
-class _BindWhenImported(importlib.abc.MetaPathFinder):
-    """Finds azureml.core.run as usual, and replaces Run.get_context once the module has run."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "azureml.core.run":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        execute = spec.loader.exec_module
-
-        def exec_module(module):
-            execute(module)
-            module.Run.get_context = classmethod(_offline_context)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def _offline_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
-    from .run import Run
-    return Run.get_context()
-
-
-def bind_run_context():
-    sys.meta_path.insert(0, _BindWhenImported())
+def current_run():
+    """The Run of the folder in RUN_DIR_VARIABLE, which the runner set for the script."""
+    folder, experiment, number = WorkspaceFolder.of_run(os.environ[RUN_DIR_VARIABLE])
+    experiment = Experiment(Workspace._at(folder), experiment)
+    return Run._open(experiment, folder.run(experiment.name, number))

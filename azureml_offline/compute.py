@@ -7,8 +7,10 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 
-from azureml.core.compute.amlcompute import AmlComputeNodeStateCounts, AmlComputeStatus, ScaleSettings
+from azureml.core.compute.amlcompute import AmlComputeNodeStateCounts, AmlComputeProvisioningConfiguration, \
+    AmlComputeStatus, ScaleSettings
 from azureml.core.compute_target import AbstractComputeTarget
 from azureml.exceptions import ComputeTargetException
 
@@ -18,39 +20,50 @@ from . import store
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
 
 
+def is_valid_name(name):
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
+
 class ComputeTarget(AbstractComputeTarget):
-    """A compute target kept in <workspace>/computes/<name>.json. An AbstractComputeTarget, so that
+    """A compute target kept in the workspace folder. An AbstractComputeTarget, so that
     ScriptRunConfig(compute_target=...) records its name as it does for an Azure target."""
 
     def __init__(self, workspace, name):
-        self._file = workspace._root / "computes" / f"{name}.json"
-        if not NAME_PATTERN.fullmatch(name) or not self._file.exists():
+        definition = workspace._backend.read_compute(name) if is_valid_name(name) else None
+        if definition is None:
             raise ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {name} not found in "
                                          "provided workspace")
         super().__init__("AmlCompute", name)
-        self._definition = store.read_json(self._file)
+        self._backend = workspace._backend
+        self._definition = definition
 
     @staticmethod
     def create(workspace, name, provisioning_configuration):
         """Record the target (as Azure's create does, replacing one of the same name) and return it."""
-        if not NAME_PATTERN.fullmatch(name):
+        if not is_valid_name(name):
             raise ComputeTargetException(f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, "
                                          "starting with a letter")
+        if not isinstance(provisioning_configuration, AmlComputeProvisioningConfiguration):
+            raise ComputeTargetException("Offline, ComputeTarget.create takes AmlCompute.provisioning_configuration(...), "
+                                         f"not {type(provisioning_configuration).__name__}")
         provisioning_configuration.validate_configuration()
-        scale = provisioning_configuration.scale_settings
-        (workspace._root / "computes").mkdir(parents=True, exist_ok=True)
-        store.write_json(workspace._root / "computes" / f"{name}.json", {
+        workspace._backend.write_compute(name, {
             "vmSize": provisioning_configuration.vm_size,
             "vmPriority": provisioning_configuration.vm_priority,
-            "scaleSettings": scale.serialize(),
+            "scaleSettings": provisioning_configuration.scale_settings.serialize(),
         })
         return ComputeTarget(workspace, name)
 
     @staticmethod
     def list(workspace):
-        folder = workspace._root / "computes"
-        names = sorted(path.stem for path in folder.glob("*.json")) if folder.is_dir() else []
-        return [ComputeTarget(workspace, name) for name in names]
+        """The workspace's compute targets; one whose file is damaged is left out, with a warning."""
+        targets = []
+        for name in workspace._backend.compute_names():
+            try:
+                targets.append(ComputeTarget(workspace, name))
+            except (ComputeTargetException, store.DamagedFile) as error:
+                warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
+        return targets
 
     def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=25,
                             is_delete_operation=False):
@@ -75,7 +88,9 @@ class ComputeTarget(AbstractComputeTarget):
 
     def delete(self):
         """Remove the target from the workspace folder; the runs made on it keep their records."""
-        self._file.unlink()
+        if not self._backend.delete_compute(self.name):
+            raise ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {self.name} not found "
+                                         "in provided workspace")
 
     def __repr__(self):
         return f"ComputeTarget(workspace=<offline>, name={self.name!r})  # this machine"

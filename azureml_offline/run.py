@@ -1,11 +1,7 @@
-"""The offline stand-in for azureml.core.Run: one run's folder, read by the notebook and written by its script.
+"""The offline stand-in for azureml.core.Run: one run, read by the notebook and written by its script.
 
-A run folder (<workspace>/experiments/<name>/runs/<number>/) holds:
-  run.json      what was submitted (id, script, arguments), written once at submit
-  status.json   the status, written by the runner (and by a reader that finds the runner dead: Failed)
-  metrics.jsonl and tags.jsonl, appended by the script and the notebook
-  snapshot/     the copy of source_directory that the script runs in
-  files/        what get_file_names() lists: logs/std_log.txt, and outputs/ once the script ends
+Its folder (backend.RunFolder) holds what was submitted, the status that the runner writes, the metrics and
+tags that the script and the notebook append, the snapshot the script runs in, and the run's files.
 """
 import json
 import os
@@ -13,13 +9,17 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from types import GeneratorType
 
 from azureml.core.run import Run as SdkRun
 from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
     WebserviceException
 
-from . import store
+from . import processes, store
+from .backend import LOG, RUN_DIR_VARIABLE
+from .model import Model
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 POLL_SECONDS = 0.5
@@ -30,35 +30,28 @@ class Run:
     """A run of an offline experiment."""
 
     def __init__(self, experiment, run_id):
-        for number in store.numbers(experiment._folder / "runs"):
-            if store.read_json(experiment._folder / "runs" / str(number) / "run.json")["runId"] == run_id:
-                self._bind(experiment, number)
-                return
-        raise UserErrorException(f"No run {run_id!r} in offline experiment {experiment.name!r}")
+        folder = experiment.workspace._backend.find_run(experiment.name, run_id)
+        if folder is None:
+            raise UserErrorException(f"No run {run_id!r} in offline experiment {experiment.name!r}")
+        self._bind(experiment, folder)
 
     @classmethod
-    def _open(cls, experiment, number):
+    def _open(cls, experiment, folder):
+        """The Run of `experiment` kept in `folder`, a backend.RunFolder."""
         run = cls.__new__(cls)
-        run._bind(experiment, number)
+        run._bind(experiment, folder)
         return run
 
-    def _bind(self, experiment, number):
+    def _bind(self, experiment, folder):
         self._experiment = experiment
-        self._number = number
-        self._folder = experiment._folder / "runs" / str(number)
-        self._files = self._folder / "files"
-        self._id = store.read_json(self._folder / "run.json")["runId"]
+        self._folder = folder
+        self._id = folder.run_id
         self._runner = None  # the runner process, for the Run that submit() returned
 
     @classmethod
     def get_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
-        """Inside an offline run's script, that run; elsewhere what the SDK returns."""
-        if os.environ.get(store.RUN_DIR_VARIABLE):
-            from .experiment import Experiment
-            from .workspace import Workspace
-            folder = Path(os.environ[store.RUN_DIR_VARIABLE])  # <workspace>/experiments/<name>/runs/<number>
-            experiment = Experiment(Workspace._at(folder.parents[3]), folder.parents[1].name)
-            return cls._open(experiment, int(folder.name))
+        """What the SDK returns: in an offline run's script (and what it starts), that run, as the runner's
+        sitecustomize binds the SDK's Run.get_context there; elsewhere the SDK's own offline run."""
         return SdkRun.get_context(allow_offline, used_for_context_manager, **kwargs)
 
     @property
@@ -67,11 +60,32 @@ class Run:
 
     @property
     def number(self):
-        return self._number
+        return self._folder.number
 
     @property
     def experiment(self):
         return self._experiment
+
+    @property
+    def parent(self):
+        """The run this one is a child of (e.g. a sweep's), or None."""
+        parent_id = self._folder.definition().get("parentRunId")
+        return None if parent_id is None else Run(self._experiment, parent_id)
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True):
+        """A generator of this run's child runs (and theirs, if recursive), oldest first; with `status`, those in
+        that status; with `tags`, a tag name or {name: value}, those tagged so."""
+        if properties is not None or type is not None:
+            raise UserErrorException("Offline runs record no properties or run type to select children by")
+        for folder in self._experiment.workspace._backend.children(self._experiment.name, self._id):
+            child = Run._open(self._experiment, folder)
+            child_tags = child.get_tags()
+            tagged = tags is None or (tags in child_tags if isinstance(tags, str) else tags.items() <= child_tags.items())
+            if tagged and status in (None, child.get_status()):
+                yield child
+            if recursive:
+                yield from child.get_children(True, tags, None, None, status)
 
     @property
     def status(self):
@@ -81,49 +95,32 @@ class Run:
         return self._read_status()["status"]
 
     def _read_status(self):
-        """status.json; a run whose runner is gone without ending it is marked Failed (else it would never end)."""
-        status = store.read_json(self._folder / "status.json")
-        if status["status"] in TERMINAL_STATES or self._runner_alive(status):
+        """The status; a run whose runner is gone without ending it is marked Failed (else it would never end)."""
+        status = self._folder.read_status()
+        if status["status"] in TERMINAL_STATES or self._folder.runner_alive():
             return status
-        status = store.read_json(self._folder / "status.json")  # it may have ended the run just before exiting
+        status = self._folder.read_status()  # it may have ended the run just before exiting
         if status["status"] in TERMINAL_STATES:
             return status
+        # What the script started may have outlived the runner (a script in a session of its own): stop it.
+        processes.kill_marked(RUN_DIR_VARIABLE, str(self._folder.path))
         how = "died"
-        if self._runner:
+        if self._runner and self._runner.poll() is not None:
             code = self._runner.returncode
             how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
-        log = (self._folder / "runner.log").read_text(errors="replace").strip().splitlines() \
-            if (self._folder / "runner.log").exists() else []
+        log = self._folder.runner_log.read_text(errors="replace").strip().splitlines() \
+            if self._folder.runner_log.exists() else []
         message = f"The offline runner process {how} before it recorded the end of the run"
         if log:
             message += "; runner.log ends:\n" + "\n".join(log[-RUNNER_LOG_TAIL_LINES:])
         status.update(status="Failed", endTimeUtc=store.utc_now(),
                       error={"error": {"code": "SystemError", "message": message}})
-        store.write_json(self._folder / "status.json", status)
+        self._folder.write_status(status)
         return status
-
-    def _runner_alive(self, status):
-        """Whether the runner may still end the run: this process's child, or the pid it recorded in the status."""
-        if self._runner:
-            return self._runner.poll() is None
-        pid = status.get("runnerPid")
-        if pid is None:
-            return True  # not started yet, or started by another process that has not recorded it: cannot tell
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        try:  # a zombie (the runner of a run this process submitted, not yet reaped) is dead too
-            with open(f"/proc/{pid}/stat") as stat:
-                return stat.read().rpartition(")")[2].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
 
     def get_details(self):
         """The SDK's details dict; logFiles maps each log's name to itself (read it with download_file)."""
-        submitted = store.read_json(self._folder / "run.json")
+        submitted = self._folder.definition()
         status = self._read_status()
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
@@ -135,7 +132,7 @@ class Run:
     def get_details_with_logs(self):
         """get_details(), with each log's text in logFiles."""
         details = self.get_details()
-        details["logFiles"] = {name: (self._files / name).read_text(errors="replace") for name in details["logFiles"]}
+        details["logFiles"] = {name: self._folder.file(name).read_text(errors="replace") for name in details["logFiles"]}
         return details
 
     def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True):
@@ -160,7 +157,7 @@ class Run:
         """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
         if out:
             out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
-                      f"Streaming {store.LOG}\n{'=' * (len(store.LOG) + 10)}\n\n")
+                      f"Streaming {LOG}\n{'=' * (len(LOG) + 10)}\n\n")
         printed = 0
         while True:
             status = self.get_status()  # before reading the log, so the last pass reads all of it
@@ -175,7 +172,7 @@ class Run:
     def _write_log(self, out, start, whole):
         """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""
         try:
-            with open(self._files / store.LOG, "rb") as log:
+            with open(self._folder.log(), "rb") as log:
                 log.seek(start)
                 text = log.read()
         except FileNotFoundError:
@@ -189,29 +186,32 @@ class Run:
     def cancel(self):
         """Stop the run's script (its whole process group) and wait until the run is Canceled."""
         if self.get_status() not in TERMINAL_STATES:
-            (self._folder / "cancel").touch()  # the runner watches for this file, as Azure's local runs do
+            self._folder.request_cancel()  # the runner watches for this file, as Azure's local runs do
             self._wait(None)
 
     def log(self, name, value, description="", step=None):
         """Record one value of metric `name` (at `step`, if given: recorded, get_metrics lists the values in order)."""
-        record = {"name": name, "value": value, "description": description}
+        if isinstance(value, (list, range, GeneratorType)):
+            raise UserErrorException("run.log does not support list type. Use run.log_list instead")
+        record = {"name": metric_name(name), "value": value, "description": description}
         if step is not None:
             record["step"] = step
-        store.append_record(self._folder / "metrics.jsonl", record)
+        self._folder.append_metric(record)
 
     def log_list(self, name, value, description=""):
         """Record a list of values of metric `name`."""
-        store.append_record(self._folder / "metrics.jsonl",
-                            {"name": name, "values": list(value), "description": description})
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+            raise UserErrorException(f"run.log_list takes a list of values, not {type(value).__name__}")
+        self._folder.append_metric({"name": metric_name(name), "values": list(value), "description": description})
 
     def log_row(self, name, description=None, **kwargs):
         """Record one row (column=value, ...) of table metric `name`."""
-        store.append_record(self._folder / "metrics.jsonl", {"name": name, "row": kwargs, "description": description})
+        self._folder.append_metric({"name": metric_name(name), "row": kwargs, "description": description})
 
     def get_metrics(self, name=None):
         """Metrics in the SDK's shapes: logged once -> the value, more often -> the list; a table -> columns."""
         values, rows = {}, {}
-        for record in store.read_records(self._folder / "metrics.jsonl"):
+        for record in self._folder.metrics():
             if "row" in record:
                 rows.setdefault(record["name"], []).append(record["row"])
             else:
@@ -223,35 +223,41 @@ class Run:
         return {key: value for key, value in metrics.items() if name in (None, key)}
 
     def tag(self, key, value=None):
-        store.append_record(self._folder / "tags.jsonl", {key: value})
+        if not isinstance(key, str) or not key:
+            raise UserErrorException(f"A tag's key is a non-empty string, not {key!r}")
+        self._folder.append_tag(key, value)
 
     def get_tags(self):
-        tags = {}
-        for record in store.read_records(self._folder / "tags.jsonl"):
-            tags.update(record)
-        return tags
+        return self._folder.tags()
 
     def get_file_names(self):
-        return store.file_names(self._files)
+        return self._folder.file_names()
 
     def upload_file(self, name, path_or_stream):
         """Store a local file (or a binary stream) as the run's file `name`."""
-        target = store.inside(self._files, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(path_or_stream, (str, os.PathLike)):
-            shutil.copyfile(path_or_stream, target)
-        else:
-            target.write_bytes(path_or_stream.read())
+        target = self._folder.file(name)
+        try:
+            if isinstance(path_or_stream, (str, os.PathLike)):
+                data = Path(path_or_stream).read_bytes()
+            elif hasattr(path_or_stream, "read"):
+                data = path_or_stream.read()
+            else:
+                raise UserErrorException(f"upload_file takes a file path or a binary stream, not {path_or_stream!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as error:
+            raise UserErrorException(f"Cannot upload {path_or_stream!r} as {name!r}: {error}") from None
 
     def download_file(self, name, output_file_path=None):
-        """Copy the run's file `name` to output_file_path (a file, or a folder to put it in; default: here)."""
-        source = store.inside(self._files, name)
+        """Copy the run's file `name` to output_file_path (a file, or a folder to put it in; default: here),
+        creating its folders as the SDK does."""
+        source = self._folder.file(name)
         if not source.is_file():
             raise UserErrorException(f"Run {self._id} has no file {name!r}; it has {self.get_file_names()}")
         target = Path(output_file_path or source.name)
         if target.is_dir():
             target = target / source.name
-        shutil.copyfile(source, target)
+        copy_out(source, target)
 
     def download_files(self, prefix=None, output_directory=None, *, append_prefix=True):
         """Copy the run's files whose names start with prefix into output_directory (default: here)."""
@@ -259,19 +265,17 @@ class Run:
         for name in self.get_file_names():
             if name.startswith(prefix or ""):
                 relative = name if append_prefix else name[len(prefix or ""):].lstrip("/")
-                target = store.inside(output_directory, relative)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self._files / name, target)
+                copy_out(self._folder.file(name), store.inside(output_directory, relative))
 
     def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
                        model_framework_version=None, description=None):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
-        from .model import Model
         names = self.get_file_names()
-        if model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names):
+        if not isinstance(model_path, str) or (
+                model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names)):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
                                       f"run's files: {names}")
-        return Model._register(self._experiment.workspace, store.inside(self._files, model_path), model_name,
+        return Model._register(self._experiment.workspace, self._folder.file(model_path), model_name,
                                tags, properties, description, model_framework, model_framework_version, run=self)
 
     def complete(self):
@@ -280,3 +284,18 @@ class Run:
     def __repr__(self):
         return (f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: offline,\n"
                 f"Status: {self.get_status()})")
+
+
+def metric_name(name):
+    if not isinstance(name, str) or not name:
+        raise UserErrorException(f"A metric's name is a non-empty string, not {name!r}")
+    return name
+
+
+def copy_out(source, target):
+    """Copy a run's file to `target`, creating its folders; an OSError (e.g. a file in the way) is the user's."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as error:
+        raise UserErrorException(f"Cannot download to {target}: {error}") from None

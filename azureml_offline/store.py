@@ -1,21 +1,35 @@
-"""The offline workspace's folder: atomic writes, numbered entries, paths that stay inside it.
+"""File primitives of the offline workspace: atomic writes, appended records, staged folders, numbered entries.
 
-Several processes share this folder (the notebook, each run's runner and script, a second
-notebook), so nothing here is read half-written: files are written to a temporary name and
-renamed, and numbered entries (run numbers, model versions) are claimed by an atomic rename.
+Several processes share the workspace folder (the notebook, each run's runner and script, a second
+notebook), so nothing here is read half-written: files are written to a temporary name and renamed,
+and numbered entries (run numbers, model versions) are claimed by an atomic rename. What is damaged
+anyway (a disk that filled up, a hand edit) is reported with the file's name. Which files exist and
+where is backend.py's business, not this module's.
 """
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 from azureml.exceptions import UserErrorException
 
-RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script: its run folder
-LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
+
+class DamagedFile(UserErrorException):
+    """A workspace file that exists but cannot be read: the message names it."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"The offline workspace file {path} is damaged ({reason}); "
+                         "it affects only what it records: delete or repair it")
+        self.path = Path(path)
+
+
+class DamagedRecordWarning(UserWarning):
+    """A line of an appended-records file that cannot be read; the other lines still are."""
 
 
 def write_json(path, data):
@@ -34,10 +48,20 @@ def write_json(path, data):
 
 
 def read_json(path, default=None):
+    """The JSON object in `path`; `default` if there is no such file; DamagedFile if it is not a JSON object."""
     try:
-        return json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         return default
+    except (OSError, UnicodeDecodeError) as error:
+        raise DamagedFile(path, f"unreadable: {error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DamagedFile(path, "empty" if not text.strip() else f"not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def append_record(path, record):
@@ -51,31 +75,71 @@ def append_record(path, record):
 
 
 def read_records(path):
-    """The records append_record() wrote; a last line without its newline is still being appended: not yet."""
+    """The records append_record() wrote, in order.
+
+    A last line without its newline is still being appended: not yet. A damaged line (a writer that died
+    mid-line, then more records) is skipped with a DamagedRecordWarning that names the file and line.
+    """
     try:
-        lines = Path(path).read_text().split("\n")[:-1]
+        lines = Path(path).read_bytes().split(b"\n")[:-1]
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in lines if line]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            warnings.warn(f"{path}, line {number}: a damaged record, skipped", DamagedRecordWarning, stacklevel=2)
+    return records
 
 
 def plain(value):
     """JSON for NumPy scalars and arrays, which training scripts often log."""
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"cannot record a value of type {type(value).__name__}: {value!r}")
+    raise UserErrorException(f"Cannot record a value of type {type(value).__name__}: {value!r}")
 
 
 @contextlib.contextmanager
-def staging_dir(root):
-    """A fresh folder on the same file system as `root`, to fill and then publish(); removed if that fails."""
-    staging = Path(root) / ".staging" / uuid.uuid4().hex
+def staging_dir(parent):
+    """A fresh folder in `parent` (on the workspace's file system), to fill and then publish().
+
+    It is removed if filling it fails. While it is in use it is locked (flock), so that
+    remove_abandoned() can tell it from the folder of a process that was killed while filling it.
+    """
+    staging = Path(parent) / uuid.uuid4().hex
     staging.mkdir(parents=True)
+    lock = os.open(staging, os.O_RDONLY)
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         yield staging
     except BaseException:  # Ctrl-C too: leave nothing half-filled behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
+
+
+def remove_abandoned(parent):
+    """Remove the staging folders in `parent` that no living process holds (a submit killed mid-copy)."""
+    for staging in Path(parent).glob("*") if Path(parent).is_dir() else []:
+        try:
+            lock = os.open(staging, os.O_RDONLY)
+        except OSError:  # removed meanwhile, or not a folder of ours
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # being filled right now
+        finally:
+            os.close(lock)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def publish(staged, parent):
@@ -103,11 +167,21 @@ def numbers(parent):
     return sorted(int(p.name) for p in Path(parent).iterdir() if p.name.isdigit())
 
 
+def names(parent, suffix=""):
+    """The names of the entries in `parent` (that end in `suffix`, without it), sorted; none if it is missing."""
+    if not Path(parent).is_dir():
+        return []
+    return sorted(p.name[:len(p.name) - len(suffix)] for p in Path(parent).iterdir()
+                  if p.name.endswith(suffix) and not p.name.startswith("."))
+
+
 def inside(base, name):
     """base/name, refusing names that lead outside base (.., absolute paths, links pointing out)."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name) or os.path.isabs(name):
+        raise UserErrorException(f"{name!r} is not a file name inside the run or model")
     base = Path(base).resolve()
     path = (base / name).resolve()
-    if not name or os.path.isabs(name) or path == base or base not in path.parents:
+    if path == base or base not in path.parents:
         raise UserErrorException(f"{name!r} is not a file name inside the run or model")
     return path
 
@@ -126,14 +200,3 @@ def file_names(base):
 def utc_now():
     """A timestamp in the SDK's format, e.g. 2024-01-01T13:08:01.713777Z."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def shown(path):
-    """How to print a path: relative to the current directory, never absolute (notebooks keep what they print)."""
-    path = Path(path).resolve()
-    if os.environ.get("AZUREML_OFFLINE_DIR") and path == Path(os.environ["AZUREML_OFFLINE_DIR"]).resolve():
-        return "$AZUREML_OFFLINE_DIR"
-    try:
-        return path.relative_to(Path.cwd()).as_posix() or "."
-    except ValueError:
-        return path.name

@@ -4,7 +4,7 @@ scoring server, azmlinfsrv (azureml-inference-server-http), on a free loopback p
 The server is a process of its own (its own session): it outlives the notebook cell and the kernel, is
 found again by Webservice(ws, name) from any process, and stops on delete() or once its folder is gone
 (gunicorn_config.py). State is never stored where it could go stale: it is read from the server process
-(alive or not), its `ready` file and its liveness route. ServiceFiles below is the folder's layout.
+(alive or not), its `ready` file and its liveness route. The service's folder is backend.ServiceFolder.
 """
 import json
 import os
@@ -39,31 +39,6 @@ PROBE_SECONDS = 2  # liveness probe timeout
 _servers = {}  # pid -> Popen of the servers this process started, so that their exit is reaped
 
 
-class ServiceFiles:
-    """<workspace>/services/<name>/: every path of a service's state, and nothing else."""
-
-    def __init__(self, root):
-        self.root = Path(root)
-        self.definition = self.root / "service.json"  # what was deployed; written once per deployment
-        self.keys = self.root / "keys.json"  # authEnabled and the two keys; the server re-reads it
-        self.server = self.root / "server.json"  # pid, process start time and port of azmlinfsrv
-        self.ready = self.root / "ready"  # written by a server worker once init() has returned
-        self.app = self.root / "app"  # a copy of the source directory: AML_APP_ROOT and working directory
-        # <model>/<version>/<files> in the app's folder, as in Azure's container: Model.get_model_path() finds them
-        self.models = self.app / "azureml-models"
-        self.server_log = self.root / "logs" / "server.log"  # azmlinfsrv's and the script's output
-        self.init_log = self.root / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
-
-    @classmethod
-    def of(cls, workspace, name):
-        return cls(workspace._root / "services" / name)
-
-    @staticmethod
-    def names(workspace):
-        folder = workspace._root / "services"
-        return sorted(p.name for p in folder.iterdir() if (p / "service.json").exists()) if folder.is_dir() else []
-
-
 # --- deploying --------------------------------------------------------------------------------------------------
 
 def deploy(workspace, name, models, inference_config, deployment_config, overwrite):
@@ -83,8 +58,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
                                   "(deploying a model without one needs Azure)")
     deployment_config.validate_configuration()
     azmlinfsrv()  # fails before anything is written if the server is not installed
-    files = ServiceFiles.of(workspace, name)
-    if files.definition.exists():
+    if workspace._backend.service(name).definition.exists():
         if not overwrite:
             raise name_taken(name)
         Webservice(workspace, name).delete()
@@ -92,23 +66,24 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
               "memoryGb": getattr(deployment_config, "memory_gb", None),
               "port": getattr(deployment_config, "port", None)}
     auth = kind == ACI and bool(deployment_config.auth_enabled)
-    with store.staging_dir(workspace._root) as staged:
-        staged_files = ServiceFiles(staged)
-        entry_script = fill(staged_files, models, inference_config)
-        store.write_json(staged_files.keys, {"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
-        store.write_json(staged_files.definition, {
-            "name": name, "computeType": kind, "serviceId": uuid.uuid4().hex, "createdTime": store.utc_now(),
-            "description": getattr(deployment_config, "description", None),
-            "tags": dict(getattr(deployment_config, "tags", None) or {}),
-            "properties": dict(getattr(deployment_config, "properties", None) or {}),
-            "models": [model.id for model in models], "configuration": config,
-            "entryScript": entry_script,
-            "environment": inference_config.environment.name if inference_config.environment else None})
-        files.root.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staged, files.root)
-        except OSError:  # another process deployed one of that name meanwhile
-            raise name_taken(name) from None
+    definition = {"name": name, "computeType": kind, "serviceId": uuid.uuid4().hex, "createdTime": store.utc_now(),
+                  "description": getattr(deployment_config, "description", None),
+                  "tags": dict(getattr(deployment_config, "tags", None) or {}),
+                  "properties": dict(getattr(deployment_config, "properties", None) or {}),
+                  "modelIds": [model.id for model in models], "configuration": config,
+                  "environment": inference_config.environment.name if inference_config.environment else None}
+
+    def write(files):
+        definition["entryScript"] = copy_app(files, inference_config)
+        copy_models(files, workspace._backend, definition["modelIds"])
+        store.write_json(files.keys, {"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
+        store.write_json(files.definition, definition)
+
+    try:
+        workspace._backend.new_service(name, write)
+    except FileExistsError:  # another process deployed one of that name meanwhile
+        raise name_taken(name) from None
+    files = workspace._backend.service(name)
     start_server(files)
     service = Webservice(workspace, name)
     environment = inference_config.environment
@@ -122,26 +97,34 @@ def name_taken(name):
                                f"name or delete the existing service.")
 
 
-def fill(files, models, inference_config):
-    """Copy the source directory (or, without one, the entry script) and the models' files into `files`, and
-    return the entry script's path in the app folder."""
+def copy_app(files, inference_config):
+    """Copy the source directory (or, without one, the entry script) into the app folder; return the entry
+    script's path there."""
     entry_script = Path(inference_config.entry_script)
     if inference_config.source_directory:
         shutil.copytree(inference_config.source_directory, files.app,
-                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", files.models.name))
     else:
         files.app.mkdir()
         shutil.copy(entry_script, files.app)
         entry_script = Path(entry_script.name)
-    files.server_log.parent.mkdir()
-    lines = []
-    for model in models:
-        target = files.models / model.name / str(model.version)
-        shutil.copytree(model._folder / "files", target)
-        lines.append(f"Copied model {model.id} into azureml-models/{model.name}/{model.version}\n")
-    files.models.mkdir(exist_ok=True)
-    files.init_log.write_text("".join(lines) or "No models to copy\n")
     return entry_script.as_posix()
+
+
+def copy_models(files, backend, model_ids):
+    """Copy the files of the models ("name:version") of the workspace `backend` where the server finds them."""
+    shutil.rmtree(files.models, ignore_errors=True)
+    files.models.mkdir()
+    files.init_log.parent.mkdir(exist_ok=True)
+    lines = []
+    for model_id in model_ids:
+        name, version = model_id.rsplit(":", 1)
+        entry = backend.model_entry(name, version)  # the registered file or folder
+        target = files.models / name / version
+        target.mkdir(parents=True)
+        (shutil.copytree if entry.is_dir() else shutil.copyfile)(entry, target / entry.name)
+        lines.append(f"Copied model {model_id} into azureml-models/{name}/{version}\n")
+    files.init_log.write_text("".join(lines) or "No models to copy\n")
 
 
 def new_key():
@@ -152,7 +135,7 @@ def start_server(files):
     """Start azmlinfsrv for the service in `files`, in a session of its own, and record its process."""
     definition = store.read_json(files.definition)
     port = definition["configuration"]["port"] or free_port()
-    models = definition["models"]
+    models = definition["modelIds"]
     model_dir = files.models / models[0].replace(":", "/") if len(models) == 1 else files.models
     env = dict(os.environ, AML_APP_ROOT=str(files.app), SERVICE_NAME=definition["name"], PYTHONUNBUFFERED="1",
                GUNICORN_CMD_ARGS="--config python:azureml_offline.gunicorn_config",
@@ -269,7 +252,7 @@ class Webservice:
     _webservice_type = None
 
     def __new__(cls, workspace, name):
-        files = ServiceFiles.of(workspace, name)
+        files = workspace._backend.service(name)
         definition = store.read_json(files.definition)
         if definition is None:
             raise WebserviceException(f"WebserviceNotFound: Webservice with name {name} not found in provided "
@@ -290,7 +273,7 @@ class Webservice:
         self.tags = definition["tags"]
         self.properties = definition["properties"]
         self.created_time = definition["createdTime"]
-        self.models = definition["models"]
+        self.models = definition["modelIds"]
         self._files = files
         self._definition = definition
         self._session = requests.Session()
@@ -409,15 +392,12 @@ class Webservice:
 
     def delete(self):
         """Stop the server (its port is free when this returns) and remove the service's folder."""
-        files = self._files
-        gone = files.root.with_name(f".deleted-{files.root.name}-{uuid.uuid4().hex}")
-        try:
-            os.rename(files.root, gone)  # first, so that no one finds a service that is half deleted
-        except FileNotFoundError:
+        gone = self.workspace._backend.remove_service(self.name)  # first, so no one finds it half deleted
+        if gone is None:
             print(f"No service with name {self.name} found to delete.")
             return
-        stop_server(store.read_json(ServiceFiles(gone).server))
-        shutil.rmtree(gone, ignore_errors=True)
+        stop_server(store.read_json(gone.server))
+        gone.discard()
         self.state = "Deleting"
 
     def _update_files(self, tags=None, properties=None, description=None, auth_enabled=None, models=None,
@@ -440,19 +420,18 @@ class Webservice:
         self._initialize(self.workspace, self._files, store.read_json(self._files.definition))
 
     def _redeploy(self, definition, models, inference_config):
-        from .model import Model
-        if models is None:
-            models = [Model(self.workspace, id=model_id) for model_id in definition["models"]]
-        if inference_config is None:
-            raise WebserviceException("Offline, an update with new models needs the inference_config too")
+        """Stop the server, put in the new models and/or app, and start it again."""
         files = self._files
         stop_server(store.read_json(files.server))
-        for path in (files.app, files.server_log.parent):
-            shutil.rmtree(path, ignore_errors=True)
-        files.ready.unlink(missing_ok=True)
-        files.server.unlink(missing_ok=True)
-        definition.update(entryScript=fill(files, models, inference_config), models=[model.id for model in models],
-                          serviceId=uuid.uuid4().hex)
+        for stale in (files.ready, files.server):
+            stale.unlink(missing_ok=True)
+        if inference_config is not None:
+            shutil.rmtree(files.app)
+            definition["entryScript"] = copy_app(files, inference_config)
+        if models is not None:
+            definition["modelIds"] = [model.id for model in models]
+        copy_models(files, self.workspace._backend, definition["modelIds"])
+        definition["serviceId"] = uuid.uuid4().hex  # the old server's watch ends
         store.write_json(files.definition, definition)
         start_server(files)
 

@@ -1,42 +1,33 @@
-"""The offline stand-in for azureml.core.Workspace: a folder on this machine.
+"""The offline stand-in for azureml.core.Workspace: a folder on this machine (backend.WorkspaceFolder).
 
 Its name, location and ids all say "offline", so no printout can be mistaken for Azure.
 """
-import os
-from pathlib import Path
-
 from azureml.exceptions import UserErrorException
 
-from . import store
+from .backend import WorkspaceFolder
+from .compute import ComputeTarget
+from .experiment import Experiment
 
 NAME = "offline-workspace"
 LOCATION = "local"
 OFFLINE_ID = "offline"
 
 
-def workspace_dir():
-    """$AZUREML_OFFLINE_DIR, or .azureml-offline in the current directory."""
-    return Path(os.environ.get("AZUREML_OFFLINE_DIR") or ".azureml-offline").resolve()
-
-
 class Workspace:
-    """A workspace whose experiments, runs, compute targets and models live in workspace_dir()."""
+    """A workspace whose experiments, runs, compute targets and models live in backend.workspace_dir()."""
 
     def __init__(self, subscription_id, resource_group, workspace_name):
-        # The ids name an Azure workspace; offline there is one workspace, kept in workspace_dir().
+        # The ids name an Azure workspace; offline there is one workspace, kept in backend.workspace_dir().
         if workspace_name != NAME:
             raise UserErrorException(
                 f"No offline workspace named {workspace_name!r}: the offline workspace is {NAME!r}")
-        self._root = workspace_dir()
-        if not (self._root / "workspace.json").exists():
-            self._root.mkdir(parents=True, exist_ok=True)
-            store.write_json(self._root / "workspace.json", {"name": NAME, "created": store.utc_now()})
+        self._backend = WorkspaceFolder.open()
 
     @classmethod
-    def _at(cls, root):
-        """The workspace in folder `root` (a run's script finds it from its run folder, not from the environment)."""
+    def _at(cls, backend):
+        """The workspace in `backend`, a WorkspaceFolder (a run's script finds it from its run folder)."""
         workspace = cls.__new__(cls)
-        workspace._root = Path(root)
+        workspace._backend = backend
         return workspace
 
     @staticmethod
@@ -66,23 +57,19 @@ class Workspace:
 
     @property
     def compute_targets(self):
-        from .compute import ComputeTarget
         return {target.name: target for target in ComputeTarget.list(self)}
 
     @property
     def experiments(self):
-        from .experiment import Experiment
-        folder = self._root / "experiments"
-        names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        return {name: Experiment(self, name) for name in names}
+        return {name: Experiment(self, name) for name in self._backend.experiment_names()}
 
     @property
     def webservices(self):
-        from .webservice import ServiceFiles, Webservice
-        return {name: Webservice(self, name) for name in ServiceFiles.names(self)}
+        from .webservice import Webservice
+        return {name: Webservice(self, name) for name in self._backend.service_names()}
 
     def __eq__(self, other):
-        return isinstance(other, Workspace) and other._root == self._root
+        return isinstance(other, Workspace) and other._backend == self._backend
 
     def __repr__(self):
         return f"Workspace.create(name='{NAME}', subscription_id='{OFFLINE_ID}', resource_group='{OFFLINE_ID}')"

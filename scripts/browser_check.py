@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,13 +68,24 @@ def main():
                 path = {"lab": "lab/tree", "notebook": "notebooks"}[args.frontend]
                 page.goto(f"http://127.0.0.1:{args.port}/{path}/notebooks/{NOTEBOOK}?token={token}")
                 page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                try:  # JupyterLab 4 may first ask which kernel to start ("Always start the preferred kernel")
+                    page.locator(".jp-Dialog .jp-mod-accept").click(timeout=10_000)
+                except PlaywrightTimeoutError:
+                    pass
                 page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
                 page.get_by_role("menuitem", name="Run").first.click()
                 page.get_by_text("Run All Cells", exact=True).click()
-                # The live view renders as a widget output, then fills in while the run trains.
-                # JupyterLab 4 hides cells outside the viewport: wait for the widget to exist, then scroll to it.
-                widget = page.wait_for_selector(".jp-OutputArea-output.jupyter-widgets", state="attached",
-                                                timeout=120_000)
+                # Wait for what the page really shows, in the RunDetails cell (found by its source, not by a front
+                # end's CSS classes, which change between versions): the widget's box, or the plain-text fallback
+                # that a front end without the widget shows. JupyterLab 4 hides cells outside the viewport, so it is
+                # waited for attached, then scrolled to.
+                cell = page.locator(".jp-CodeCell", has_text="RunDetails(run).show()").first
+                view = cell.locator(".widget-vbox").or_(cell.locator(".jp-OutputArea-output",
+                                                                    has_text="Live view of run")).first
+                view.wait_for(state="attached", timeout=180_000)
+                if "Live view of run" in view.text_content():
+                    raise SystemExit("The live view did not render as a widget: the page shows its plain-text fallback")
+                widget = view.element_handle()
                 page.wait_for_timeout(args.live_seconds * 1000)
                 widget.scroll_into_view_if_needed()
                 widget.screenshot(path=out / "1-run-details-live.png")

@@ -1,15 +1,26 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_mnist import write_dataset  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+import azureml_offline
+from azureml_offline.workspace import Workspace
+from synthetic_mnist import write_dataset
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
     """A small, learnable MNIST-format data set (no network, no ../shared)."""
     return write_dataset(tmp_path_factory.mktemp("mnist"), n_train=2000, n_test=500)
+
+
+@pytest.fixture
+def fresh_workspace(tmp_path, monkeypatch):
+    """An empty offline workspace of this test's own, also for the processes it starts (AZUREML_OFFLINE_DIR)."""
+    monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path / "workspace"))
+    return Workspace.from_config()
+
+
+@pytest.fixture(autouse=True)
+def real_sdk():
+    """Every test starts and ends with the real SDK classes in place, whatever it switched on."""
+    azureml_offline.deactivate()
+    yield
+    azureml_offline.deactivate()

@@ -17,11 +17,9 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-from conftest import REPO
+import chainer_mnist
+from helpers import REPO
 from synthetic_mnist import write_idx
-
-sys.path.insert(0, str(REPO))
-import chainer_mnist  # noqa: E402
 
 SCRIPT = str(REPO / "chainer_mnist.py")
 QUICK = ["--unit", "100", "--batchsize", "50", "--device", "-1"]

@@ -4,7 +4,7 @@ import tomllib
 
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 
 SHARED = ("python", "numpy", "setuptools", "chainer", "numba")
 

@@ -4,7 +4,7 @@ import re
 import nbformat
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 # CUDA versions that each CuPy wheel supports (https://docs.cupy.dev/en/stable/install.html).

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO
+from helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
@@ -67,6 +67,9 @@ def test_clean_rerun_finds_the_cluster_and_registers_version_2(first_run):
 
     assert "Found the existing cluster gpu-cluster" in text("from azureml.core.compute import")
     assert "Registered chainer-dnn-mnist version 2" in text("model = run.register_model(")
+    # The first run's evaluation imported the script from the project folder: it left no bytecode there.
+    assert text("shutil.copy(") == "['chainer_mnist.py']\n"
+    assert sorted(os.listdir(path.parent / "chainer-mnist")) == ["chainer_mnist.py"]
 
 
 def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mnist_dir):

@@ -9,12 +9,12 @@ import shutil
 import subprocess
 import sys
 
-import azureml.core  # noqa: F401 (first: the SDK's modules import each other in the order it sets)
 import nbformat
 
+from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
 from azureml_offline.workspace import Workspace
-from conftest import REPO
+from helpers import REPO
 from test_notebook import nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "03-deploy-web-service.ipynb"
@@ -27,7 +27,8 @@ def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
     subprocess.run([sys.executable, REPO / "chainer_mnist.py", "--data-dir", str(mnist_dir), "--epochs", "1",
                     "--output_dir", str(outputs)], check=True, capture_output=True)
     accuracy = json.loads((outputs / "model.json").read_text())["test_accuracy"]
-    Model.register(Workspace._at(tmp_path / "workspace"), str(outputs / "model.npz"), "chainer-dnn-mnist",
+    workspace = Workspace._at(WorkspaceFolder.open(tmp_path / "workspace"))
+    Model.register(workspace, str(outputs / "model.npz"), "chainer-dnn-mnist",
                    tags={"framework": "chainer", "test_accuracy": f"{accuracy:.4f}"})  # as lesson 01 does
     (tmp_path / "notebooks").mkdir()
     path = shutil.copy(NOTEBOOK, tmp_path / "notebooks")

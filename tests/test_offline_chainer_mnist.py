@@ -3,7 +3,7 @@ from azureml.core import ScriptRunConfig
 
 from azureml_offline.experiment import Experiment
 from azureml_offline.workspace import Workspace
-from conftest import REPO
+from helpers import REPO
 
 
 def test_chainer_mnist_runs_offline_and_comes_back_with_metrics_and_model(mnist_dir, tmp_path, monkeypatch):

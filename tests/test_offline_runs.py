@@ -5,12 +5,9 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import threading
-import time
 
 import pytest
-from azureml.core import Environment, ScriptRunConfig
 from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
     WebserviceException
@@ -21,6 +18,7 @@ from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
 from azureml_offline.workspace import Workspace
+from helpers import alive, eventually, script_config, started_script
 
 # A classic Azure ML v1 training script: nothing in it knows about the offline workspace.
 CLASSIC_SCRIPT = """
@@ -51,21 +49,12 @@ print("MNIST_DIR=" + os.environ.get("MNIST_DIR", ""))
 MNIST_DIR_BEFORE = os.environ.get("MNIST_DIR")  # the user's own: the fixtures leave it as it was
 
 
-def script_config(folder, source, arguments=(), compute_target=None):
-    folder.mkdir(exist_ok=True)
-    (folder / "train.py").write_text(textwrap.dedent(source))
-    return ScriptRunConfig(source_directory=str(folder), script="train.py", arguments=list(arguments),
-                           compute_target=compute_target, environment=Environment(name="test-env"))
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    saved = os.environ.get("AZUREML_OFFLINE_DIR")
-    os.environ["AZUREML_OFFLINE_DIR"] = str(tmp_path_factory.mktemp("workspace"))
-    yield Workspace.from_config()
-    os.environ.pop("AZUREML_OFFLINE_DIR")
-    if saved is not None:
-        os.environ["AZUREML_OFFLINE_DIR"] = saved
+    """One workspace for this module's runs (a run takes seconds); each test uses names of its own in it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path_factory.mktemp("workspace")))
+        yield Workspace.from_config()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +92,7 @@ def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, m
     source = tmp_path / "src"
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline
     run = Experiment(Workspace.from_config(), "nested").submit(script_config(source, "print('ran')"))
-    assert sorted(os.listdir(run._folder / "snapshot")) == ["train.py"]
+    assert sorted(os.listdir(run._folder.snapshot)) == ["train.py"]
     assert run.wait_for_completion()["status"] == "Completed"
 
 
@@ -142,7 +131,7 @@ def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
     with pytest.raises(WebserviceException):
         first.download(str(tmp_path))  # exists: the SDK wants exist_ok=True
     assert Model(workspace, id="mnist:2").download(str(tmp_path / "d")) == str(tmp_path / "d" / "outputs")
-    assert [m.id for m in Model.list(workspace)] == ["mnist:2", "mnist:1"]
+    assert [m.id for m in Model.list(workspace) if m.name == "mnist"] == ["mnist:2", "mnist:1"]
     assert [m.id for m in Model.list(workspace, "mnist", latest=True)] == ["mnist:2"]
     with pytest.raises(WebserviceException):
         finished_run.register_model(model_name="mnist", model_path="outputs/missing.npz")
@@ -152,10 +141,10 @@ def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
 
 def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path):
     (tmp_path / "weights.bin").write_text("w")
-    with pytest.raises(TypeError, match="object"):
+    with pytest.raises(UserErrorException, match="object"):
         Model.register(workspace, str(tmp_path / "weights.bin"), "unwritable", tags={"a": object()})
-    assert list((workspace._root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
-    assert not (workspace._root / "models" / "unwritable").exists()
+    assert list((workspace._backend.root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
+    assert "unwritable" not in workspace._backend.model_names()
 
 
 def test_written_files_follow_the_umask(tmp_path):
@@ -207,13 +196,15 @@ def test_two_processes_registering_at_once_get_distinct_versions(workspace, tmp_
 
 
 def test_reopening_the_workspace_folder_finds_everything(finished_run):
+    for _ in range(2):
+        finished_run.register_model(model_name="reopened", model_path="outputs/model.npz")
     reopened = Workspace.from_config()
     experiment = reopened.experiments["classic"]
     (run,) = experiment.get_runs()
     assert (run.id, run.number, run.get_metrics()) == (finished_run.id, 1, finished_run.get_metrics())
     assert Run(experiment, finished_run.id).get_status() == "Completed"
     assert ComputeTarget(reopened, "gpu-cluster").get_status().serialize()["provisioningState"] == "Succeeded"
-    assert [m.version for m in Model.list(reopened, "mnist")] == [2, 1]
+    assert [m.version for m in Model.list(reopened, "reopened")] == [2, 1]
 
 
 def test_compute_targets_and_their_errors(workspace, tmp_path):
@@ -256,62 +247,6 @@ time.sleep(600)
 """
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[1][0] != "Z"
-
-
-def eventually(condition, seconds=30):
-    """Wait until condition() holds; fail (rather than hang) after `seconds`."""
-    deadline = time.time() + seconds
-    while not condition():
-        assert time.time() < deadline, f"still not {condition.__name__} after {seconds} s"
-        time.sleep(0.1)
-
-
-def started_script(pid_file):
-    eventually(pid_file.exists)
-    return int(pid_file.read_text())
-
-
-def test_cancel_stops_the_script_and_leaves_no_process(workspace, tmp_path, monkeypatch):
-    monkeypatch.setenv("PID_FILE", str(tmp_path / "script.pid"))
-    run = Experiment(workspace, "cancelled").submit(script_config(tmp_path / "src", SLEEPER))
-    script_pid = started_script(tmp_path / "script.pid")
-    run.cancel()
-    assert run.get_status() == "Canceled"
-    assert not alive(script_pid) and run._runner.poll() is not None
-
-
-def test_when_the_submitting_process_dies_its_run_ends_canceled(workspace, tmp_path):
-    """A notebook kernel that is killed leaves no run behind, and the run's status says so."""
-    script = script_config(tmp_path / "src", SLEEPER)
-    kernel = ("import sys, time\n"
-              "from azureml.core import ScriptRunConfig\n"
-              "from azureml_offline.workspace import Workspace; from azureml_offline.experiment import Experiment\n"
-              "run = Experiment(Workspace.from_config(), 'orphaned').submit(ScriptRunConfig(sys.argv[1], 'train.py'))\n"
-              "time.sleep(600)\n")
-    env = dict(os.environ, PID_FILE=str(tmp_path / "script.pid"))
-    process = subprocess.Popen([sys.executable, "-c", kernel, script.source_directory], env=env)
-    script_pid = started_script(tmp_path / "script.pid")
-    process.kill()
-    process.wait()
-    (run,) = Experiment(workspace, "orphaned").get_runs()
-
-    def canceled():
-        return run.get_status() == "Canceled"
-
-    def script_gone():
-        return not alive(script_pid)
-
-    eventually(canceled)
-    eventually(script_gone)
-
-
 def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, monkeypatch):
     """Killing the runner (not the script) fails the run, seen from its submitter and from a Run reopened from disk."""
     runs, reopened = [], []
@@ -339,3 +274,25 @@ def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, m
     assert "runner" in reopened[1].get_details()["error"]["error"]["message"]
     for pid in script_pids:
         eventually(lambda: not alive(pid))  # the script dies with its runner
+
+
+HIDDEN_SITECUSTOMIZE = "import os\nos.environ['HIDDEN_SITECUSTOMIZE'] = 'ran'\n"
+REPORTS_ITS_SITE = """
+import os, subprocess, sys
+from azureml.core import Run
+run = Run.get_context()
+print("run:", run.id, "| hidden sitecustomize:", os.environ.get("HIDDEN_SITECUSTOMIZE"))
+# A Python subprocess of the script is bound to the same run.
+subprocess.run([sys.executable, "-c", "from azureml.core import Run; Run.get_context().log('child', 1)"], check=True)
+"""
+
+
+def test_the_run_binding_keeps_a_sitecustomize_it_hides_and_reaches_subprocesses(workspace, tmp_path, monkeypatch):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(HIDDEN_SITECUSTOMIZE)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    run = Experiment(workspace, "sitecustomize").submit(script_config(tmp_path / "src", REPORTS_ITS_SITE))
+    run.wait_for_completion()
+    run.download_file("logs/std_log.txt", str(tmp_path / "log.txt"))
+    assert f"run: {run.id} | hidden sitecustomize: ran" in (tmp_path / "log.txt").read_text()
+    assert run.get_metrics() == {"child": 1}

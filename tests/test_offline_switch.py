@@ -1,5 +1,5 @@
-"""activate_if_needed(): explicit, visible, and a no-op when a workspace configuration says Azure."""
-import importlib
+"""The switch: activate_if_needed() is explicit, visible, and a no-op when a workspace configuration says Azure;
+activate() and deactivate() (or `with activate():`) put the stand-ins in and take them out again."""
 import json
 
 import azureml.core
@@ -7,19 +7,28 @@ import azureml.core.compute
 import pytest
 
 import azureml_offline
-from azureml_offline import STAND_INS
 
 
 @pytest.fixture(autouse=True)
-def real_sdk_afterwards(monkeypatch, tmp_path):
-    """Run in an empty folder, and put the real classes back after each test."""
-    originals = [(module, name, getattr(importlib.import_module(module), name)) for module, name, _, _ in STAND_INS]
+def empty_folder(monkeypatch, tmp_path):
+    """Run in an empty folder (no config.json above it), with no AZUREML_OFFLINE set."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AZUREML_OFFLINE", raising=False)
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path / "ws"))
-    yield
-    for module, name, original in originals:
-        setattr(importlib.import_module(module), name, original)
+
+
+def test_the_switch_turns_the_stand_ins_on_and_off_again():
+    real = {name: getattr(azureml.core, name) for name in ("Workspace", "Experiment", "Run", "Model")}
+    with azureml_offline.activate():
+        assert azureml_offline.is_active()
+        assert azureml.core.Workspace.__module__ == "azureml_offline.workspace"
+        azureml_offline.activate()  # twice: still one set of real classes to put back
+        assert azureml.core.compute.ComputeTarget.__module__ == "azureml_offline.compute"
+    assert not azureml_offline.is_active()
+    assert {name: getattr(azureml.core, name) for name in real} == real
+    assert azureml.core.run.Run is real["Run"] and azureml.core.compute.ComputeTarget.__module__.startswith("azureml.")
+    azureml_offline.deactivate()  # when off: nothing to do
+    assert azureml.core.Workspace is real["Workspace"]
 
 
 def test_forced_offline_installs_the_stand_ins_and_says_so(monkeypatch, tmp_path, capsys):

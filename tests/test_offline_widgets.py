@@ -6,7 +6,7 @@ from azureml.core import ScriptRunConfig
 from azureml_offline import widgets
 from azureml_offline.experiment import Experiment
 from azureml_offline.workspace import Workspace
-from test_offline_runs import eventually
+from helpers import eventually
 
 # Logs a metric, then waits for the test's go-ahead, so the view is seen mid-run.
 SCRIPT = """

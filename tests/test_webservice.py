@@ -16,11 +16,12 @@ import requests
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import WebserviceException
 
+from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
 from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice, free_port
 from azureml_offline.workspace import Workspace
 from chainer_mnist import MLP
-from conftest import REPO
+from helpers import REPO
 
 SCORE = REPO / "score.py"
 ACI = AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1, auth_enabled=True)
@@ -41,7 +42,7 @@ def env(tmp_path_factory):
     classifier = L.Classifier(MLP(64))
     classifier(np.zeros((1, 784), np.float32), np.zeros(1, np.int32))  # creates the weights
     chainer.serializers.save_npz(root / "model.npz", classifier)
-    workspace = Workspace._at(root / "workspace")
+    workspace = Workspace._at(WorkspaceFolder.open(root / "workspace"))
     model = Model.register(workspace, str(root / "model.npz"), "chainer-dnn-mnist")
     source = root / "source"
     source.mkdir()
@@ -234,10 +235,11 @@ def test_a_service_outlives_the_process_that_deployed_it_and_stops_when_its_fold
     deployer = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 from azureml.core.model import InferenceConfig
+from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
 from azureml_offline.webservice import AciWebservice
 from azureml_offline.workspace import Workspace
-ws = Workspace._at({str(env["workspace"]._root)!r})
+ws = Workspace._at(WorkspaceFolder.open({str(env["workspace"]._backend.root)!r}))
 config = InferenceConfig(entry_script="score.py", source_directory={str(env["source"])!r})
 service = Model.deploy(ws, "from-a-kernel", [Model(ws, "chainer-dnn-mnist")], config,
                        AciWebservice.deploy_configuration(auth_enabled=True))
@@ -251,7 +253,7 @@ sys.stdin.read()  # stays until killed, as a kernel
     found = Webservice(env["workspace"], "from-a-kernel")
     assert found.state == "Healthy" and isinstance(found, AciWebservice)
     assert found.run(payload(env["images"][:2]))[1]["digit"] == env["expected"][1]
-    folder = env["workspace"]._root / "services" / "from-a-kernel"
+    folder = env["workspace"]._backend.service("from-a-kernel").path
     shutil.rmtree(folder)  # the workspace is removed for good: its server stops by itself
     deadline = time.monotonic() + 15
     while server_processes(folder) and time.monotonic() < deadline:
