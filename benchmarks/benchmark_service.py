@@ -29,6 +29,7 @@ from azureml.core.model import InferenceConfig
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from azureml_offline import webservice  # noqa: E402
+from azureml_offline.backend import WorkspaceFolder  # noqa: E402
 from azureml_offline.model import Model  # noqa: E402
 from azureml_offline.webservice import AciWebservice  # noqa: E402
 from azureml_offline.workspace import Workspace  # noqa: E402
@@ -46,7 +47,7 @@ def deploy(root, workers):
     classifier = L.Classifier(MLP(1000))
     classifier(np.zeros((1, 784), np.float32), np.zeros(1, np.int32))
     chainer.serializers.save_npz(root / "model.npz", classifier)
-    workspace = Workspace._at(root / "workspace")
+    workspace = Workspace._at(WorkspaceFolder.open(root / "workspace"))
     model = Model.register(workspace, str(root / "model.npz"), "chainer-dnn-mnist")
     (root / "source").mkdir()
     for name in ("score.py", "chainer_mnist.py"):
