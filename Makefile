@@ -36,7 +36,7 @@ tutorial: $(VENV)/.installed
 # Re-run the tutorial in a fresh offline workspace on real MNIST and keep its outputs in the committed notebook.
 refresh-notebook: $(VENV)/.installed
 	test -n "$$MNIST_DIR" || { echo "set MNIST_DIR to a folder with the four MNIST files"; exit 1; }
-	rm -rf notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist
+	rm -rf notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist notebooks/chainer-mnist-service
 	cd notebooks && unset AZUREML_OFFLINE_DIR && $(EXECUTE) --inplace
 
 test: $(VENV)/.installed
@@ -49,4 +49,4 @@ benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/benchmark_epoch.py
 
 clean:
-	rm -rf $(VENV) outputs build notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist
+	rm -rf $(VENV) outputs build notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist notebooks/chainer-mnist-service
