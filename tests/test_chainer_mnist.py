@@ -380,6 +380,19 @@ def test_read_only_output_folder_is_refused_before_the_data_is_read(tmp_path):
     assert written(folder) == []
 
 
+def test_output_folder_without_room_for_the_model_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    statvfs = os.statvfs
+
+    def one_block_free(path):
+        fields = list(statvfs(path))
+        fields[4] = 1  # f_bavail: blocks free for this user.
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", one_block_free)
+    fails_with("MiB free; the model and its checkpoint need", NO_DATA, tmp_path)
+    assert written(tmp_path) == []
+
+
 def test_disk_full_at_a_checkpoint_keeps_nothing_half_written(mnist_dir, tmp_path):
     """A file size limit stands in for a full disk: each write past it fails, as on a full disk."""
     import resource
