@@ -36,14 +36,17 @@ tutorial: $(VENV)/.installed
 # Re-run the tutorial in a fresh offline workspace on real MNIST and keep its outputs in the committed notebook.
 refresh-notebook: $(VENV)/.installed
 	test -n "$$MNIST_DIR" || { echo "set MNIST_DIR to a folder with the four MNIST files"; exit 1; }
-	rm -rf notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist notebooks/chainer-mnist-distributed
+	rm -rf notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist notebooks/chainer-mnist-service notebooks/chainer-mnist-distributed
 	cd notebooks && unset AZUREML_OFFLINE_DIR && $(EXECUTE) --inplace
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# chainer_mnist.py against PyTorch's CPU build (installed here, never by `make test`); see benchmarks/.
 benchmark: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m pip install -q --no-deps torch==2.13.0
 	$(BIN)/python benchmarks/benchmark_epoch.py
 
 clean:
-	rm -rf $(VENV) outputs build notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist notebooks/chainer-mnist-distributed
+	rm -rf $(VENV) outputs build notebooks/.azureml-offline notebooks/model notebooks/chainer-mnist notebooks/chainer-mnist-service notebooks/chainer-mnist-distributed

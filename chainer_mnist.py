@@ -99,6 +99,18 @@ def parameter_count(n_units, n_out=10):
     return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * n_out
 
 
+def build(n_units, seed, device):
+    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer."""
+    np.random.seed(seed)
+    device.xp.random.seed(seed)
+    model = L.Classifier(MLP(n_units))
+    model.to_device(device)
+    device.use()
+    optimizer = FusedAdam()
+    optimizer.setup(model)
+    return model, optimizer
+
+
 # An epoch: train() once, then test().
 
 def train(model, optimizer, x, t, order, batchsize, alpha_at, share=lambda batch: (batch, 1)):
@@ -265,7 +277,8 @@ def output_folder(path, room):
             tempfile.TemporaryFile(dir=path).close()
         except OSError as e:
             raise OutputError(f"cannot write in the output folder {path}: {e.strerror}") from None
-        free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+        disk = os.statvfs(path)
+        free = disk.f_bavail * disk.f_frsize
         if free < room:
             raise OutputError(f"the output folder {path} has {free / 2**20:.0f} MiB free; the model and its "
                               f"checkpoint need {room / 2**20:.0f} MiB")
@@ -348,7 +361,10 @@ def resume(saved, model, optimizer, data):
 def save_model(folder, model, record):
     """model.npz, then model.json with its SHA-256. The old model.json goes first: whenever the process
     stops, a model.json there describes the model.npz beside it (a resumed run writes both again)."""
-    (folder / "model.json").unlink(missing_ok=True)
+    try:
+        (folder / "model.json").unlink(missing_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
     state = chainer.serializers.DictionarySerializer()
     state.save(model)  # As chainer.serializers.save_npz(file, model) would.
     save_atomically(folder / "model.npz", lambda f: write_npz(f, state.target, compress=True))
@@ -469,7 +485,7 @@ def main(argv=None):
     # Cancelling a run sends SIGTERM: leave through Python, so that a file being saved is removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        run(args)
+        train_and_save(args)
     except BaseException as e:
         abort_mpi_job_at_exit(e)
         if isinstance(e, UsageError):
@@ -477,7 +493,7 @@ def main(argv=None):
         raise
 
 
-def run(args):
+def train_and_save(args):
     from azureml.core.run import Run  # Here, so that importing this module stays cheap.
 
     tune_cpu()
@@ -501,13 +517,8 @@ def run(args):
 
         # Same seed, same initial weights and same shuffles; each epoch's order depends on the seed and
         # the epoch alone, so a resumed run goes on exactly as an uninterrupted one would.
-        np.random.seed(args.seed)
-        device.xp.random.seed(args.seed)
-        model = L.Classifier(MLP(args.units))
-        model.to_device(device)
-        device.use()
-        optimizer = ranks.multi_node(FusedAdam())
-        optimizer.setup(model)
+        model, optimizer = build(args.units, args.seed, device)
+        optimizer = ranks.multi_node(optimizer)
         first_epoch, metrics = 1, {}
         if saved is not None:
             first_epoch, metrics = resume(saved, model, optimizer, data_record)
@@ -651,8 +662,12 @@ def restart_with_full_speed_openblas(environ=os.environ, in_use=None, flags=None
     kernel = openblas_kernel_to_choose(environ, in_use, cpu_flags() if flags is None else flags)
     if kernel is None:
         return
-    print(f"OpenBLAS does not recognise this CPU and fell back to its {in_use} kernels: restarting with "
-          f"OPENBLAS_CORETYPE={kernel} (set OPENBLAS_CORETYPE yourself to choose)", flush=True)
+    fallen_back = f"OpenBLAS does not recognise this CPU and fell back to its {in_use} kernels"
+    if "mpi4py.MPI" in sys.modules:  # An MPI rank (python -m mpi4py) cannot start again once MPI is up.
+        print(f"{fallen_back}: set OPENBLAS_CORETYPE={kernel} for speed (mpiexec -x OPENBLAS_CORETYPE)", flush=True)
+        return
+    print(f"{fallen_back}: restarting with OPENBLAS_CORETYPE={kernel} (set OPENBLAS_CORETYPE yourself to choose)",
+          flush=True)
     environ["OPENBLAS_CORETYPE"] = kernel
     execv(sys.executable, sys.orig_argv)
 

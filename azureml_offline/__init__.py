@@ -29,6 +29,13 @@ STAND_INS = [
     ("azureml.core", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
     ("azureml.core.compute", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
     ("azureml.widgets", "RunDetails", "azureml_offline.widgets", "RunDetails"),
+    ("azureml.core", "Webservice", "azureml_offline.webservice", "Webservice"),
+    ("azureml.core.webservice", "Webservice", "azureml_offline.webservice", "Webservice"),
+    ("azureml.core.webservice.webservice", "Webservice", "azureml_offline.webservice", "Webservice"),
+    ("azureml.core.webservice", "AciWebservice", "azureml_offline.webservice", "AciWebservice"),
+    ("azureml.core.webservice.aci", "AciWebservice", "azureml_offline.webservice", "AciWebservice"),
+    ("azureml.core.webservice", "LocalWebservice", "azureml_offline.webservice", "LocalWebservice"),
+    ("azureml.core.webservice.local", "LocalWebservice", "azureml_offline.webservice", "LocalWebservice"),
 ]
 _replaced = {}  # (module, attribute) -> the real SDK class, while the stand-ins are on
 

@@ -16,7 +16,9 @@
                                            logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
                                            outputs/ once the script ends
       models/<name>/<version>/           model.json and files/<the registered file or folder>
-      services/<name>/                   service.json (state, pid, port, keys ...) and logs/
+      services/<name>/                   a web service (ServiceFolder): service.json (what was deployed),
+                                           keys.json, server.json (pid, start time, port), ready,
+                                           app/ (source directory, azureml-models/<name>/<version>/), logs/
 
 The SDK stand-ins (Workspace, Experiment, Run, Model, ComputeTarget) call WorkspaceFolder and
 RunFolder and never build a path themselves. Names arrive here already checked against the SDK's
@@ -25,6 +27,7 @@ rules; plain_name() still refuses any that would leave its folder.
 import fcntl
 import os
 import shutil
+import uuid
 import warnings
 from pathlib import Path
 
@@ -234,27 +237,52 @@ class WorkspaceFolder:
     def service_names(self):
         return store.names(self.root / "services")
 
-    def read_service(self, name):
-        """The record (service.json) of service `name`: whatever its writer keeps (state, pid, port, keys), or None."""
-        return store.read_json(self._service(name) / "service.json")
+    def service(self, name):
+        """The folder of service `name` (whether or not it exists)."""
+        return ServiceFolder(self.root / "services" / plain_name(name, "Service"))
 
-    def write_service(self, name, record):
-        (self._service(name) / "logs").mkdir(parents=True, exist_ok=True)
-        store.write_json(self._service(name) / "service.json", record)
+    def new_service(self, name, fill):
+        """Call fill(ServiceFolder) on a staging folder and publish that as service `name`, whole or not at all;
+        return what fill returned. FileExistsError if the workspace has a service of that name."""
+        target = self.service(name).path
+        with store.staging_dir(self.root / ".staging") as staged:
+            filled = fill(ServiceFolder(staged))
+            target.parent.mkdir(exist_ok=True)
+            try:
+                os.rename(staged, target)  # fails onto an existing, non-empty folder
+            except OSError:
+                raise FileExistsError(f"service {name!r} exists") from None
+        return filled
 
-    def service_log(self, name, log="server.log"):
-        """A log file of service `name` (its folder exists once the service is written)."""
-        return self._service(name) / "logs" / plain_name(log, "Log")
+    def remove_service(self, name):
+        """Take service `name` out of the workspace at once; its folder, moved aside for the caller to stop its
+        server and discard(), or None if there was none."""
+        service = self.service(name)
+        aside = service.path.with_name(f".deleted-{name}-{uuid.uuid4().hex}")  # hidden: not in service_names()
+        try:
+            os.rename(service.path, aside)
+        except FileNotFoundError:
+            return None
+        return ServiceFolder(aside)
 
-    def delete_service(self, name):
-        """Remove service `name` and its logs; False if there was none."""
-        if not self._service(name).is_dir():
-            return False
-        shutil.rmtree(self._service(name))
-        return True
 
-    def _service(self, name):
-        return self.root / "services" / plain_name(name, "Service")
+class ServiceFolder:
+    """One web service's folder: what was deployed, its keys, its server process, its app and models, its logs."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.definition = self.path / "service.json"  # what was deployed; rewritten by update()
+        self.keys = self.path / "keys.json"  # authEnabled and the two keys; the server re-reads it
+        self.server = self.path / "server.json"  # pid, process start time and port of azmlinfsrv
+        self.ready = self.path / "ready"  # written by a server worker once init() has returned
+        self.app = self.path / "app"  # a copy of the source directory: AML_APP_ROOT and working directory
+        # <model>/<version>/<files> in the app's folder, as in Azure's container: Model.get_model_path() finds them
+        self.models = self.app / "azureml-models"
+        self.server_log = self.path / "logs" / "server.log"  # azmlinfsrv's and the script's output
+        self.init_log = self.path / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
+
+    def discard(self):
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 class RunFolder:

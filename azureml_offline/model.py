@@ -91,6 +91,15 @@ class Model:
         return models
 
     @staticmethod
+    def deploy(workspace, name, models, inference_config=None, deployment_config=None, deployment_target=None,
+               overwrite=False, show_output=False):
+        """Run inference_config's entry script with `models` as a web service on this machine (webservice.py)."""
+        if deployment_target is not None:
+            raise WebserviceException("Offline, services deploy to this machine: deployment_target must be None")
+        from .webservice import deploy
+        return deploy(workspace, name, models, inference_config, deployment_config, overwrite)
+
+    @staticmethod
     def get_model_path(model_name, version=None, _workspace=None):
         """The path of the registered file or folder of model_name (its latest version, or `version`).
 

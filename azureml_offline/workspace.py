@@ -63,6 +63,11 @@ class Workspace:
     def experiments(self):
         return {name: Experiment(self, name) for name in self._backend.experiment_names()}
 
+    @property
+    def webservices(self):
+        from .webservice import Webservice
+        return {name: Webservice(self, name) for name in self._backend.service_names()}
+
     def __eq__(self, other):
         return isinstance(other, Workspace) and other._backend == self._backend
 

@@ -380,6 +380,19 @@ def test_read_only_output_folder_is_refused_before_the_data_is_read(tmp_path):
     assert written(folder) == []
 
 
+def test_output_folder_without_room_for_the_model_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    statvfs = os.statvfs
+
+    def one_block_free(path):
+        fields = list(statvfs(path))
+        fields[4] = 1  # f_bavail: blocks free for this user.
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", one_block_free)
+    fails_with("MiB free; the model and its checkpoint need", NO_DATA, tmp_path)
+    assert written(tmp_path) == []
+
+
 def test_disk_full_at_a_checkpoint_keeps_nothing_half_written(mnist_dir, tmp_path):
     """A file size limit stands in for a full disk: each write past it fails, as on a full disk."""
     import resource
@@ -560,8 +573,60 @@ def test_fallen_back_openblas_restarts_the_script_once_with_the_kernel(capsys):
     assert len(restarts) == 1
 
 
+def test_an_mpi_rank_is_not_restarted_but_told_what_to_set(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())
+    environ, restarts = {}, []
+    chainer_mnist.restart_with_full_speed_openblas(environ, "Prescott", AVX2_ONLY,
+                                                   execv=lambda *args: restarts.append(args))
+    assert environ == {} and restarts == [] and "OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out
+
+
 def test_kernel_in_use_is_read_from_numpys_openblas():
     in_use = chainer_mnist.openblas_in_use()
     assert in_use is None or in_use.isalnum()  # None where NumPy uses another BLAS.
     if in_use is not None and "OPENBLAS_CORETYPE" in os.environ:
         assert in_use.lower() == os.environ["OPENBLAS_CORETYPE"].lower()
+
+
+# The GPU path, where CuPy and an NVIDIA GPU are both present (benchmarks/gpu_check.sh sets them up).
+
+def why_no_gpu():
+    """The reason GPU tests cannot run here, or None. Only a missing CuPy or GPU is one: with both present,
+    CuPy failing to load fails the tests instead of skipping them."""
+    import glob
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed"
+    return None if glob.glob("/dev/nvidia[0-9]*") else "no NVIDIA GPU"
+
+
+needs_gpu = pytest.mark.skipif(why_no_gpu() is not None, reason=str(why_no_gpu()))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_one_step_on_the_gpu_matches_the_cpu(mnist_dir):
+    x, t, _, _ = chainer_mnist.load_mnist(mnist_dir)
+    after = []
+    for name in ("@numpy", "@cupy:0"):
+        device = chainer.get_device(name)
+        model, optimizer = chainer_mnist.build(1000, 0, device)
+        chainer_mnist.train(model, optimizer, device.send(x), device.send(t), device.send(np.arange(128)), 128,
+                            lambda step: 0.001)
+        model.to_cpu()
+        after.append(params(model))
+    difference = max(float(np.abs(after[0][k] - after[1][k]).max()) for k in after[0])
+    print(f"largest parameter difference after one step, GPU against CPU: {difference:.2e} (a step is 1e-3)")
+    assert difference < 1e-4
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_trains_on_the_gpu_and_saves_a_model_the_cpu_loads(mnist_dir, tmp_path, capsys):
+    result = train(mnist_dir, tmp_path, "--device", "0", "--epochs", "4")
+    assert "Device: GPU 0 (CuPy)" in capsys.readouterr().out
+    assert result["test_accuracy"] > 0.8
+    _, _, test_x, test_y = chainer_mnist.load_mnist(mnist_dir)
+    model = load_model(tmp_path / "model.npz")
+    assert chainer_mnist.test(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"], abs=1e-6)

@@ -4,9 +4,10 @@ import inspect
 import pytest
 from azureml.core import Experiment, Model, Run, Workspace
 from azureml.core.compute import AmlCompute
+from azureml.core.webservice import AciWebservice, LocalWebservice, Webservice
 from azureml.widgets import RunDetails
 
-from azureml_offline import compute, experiment, model, run, widgets, workspace
+from azureml_offline import compute, experiment, model, run, webservice, widgets, workspace
 
 PAIRS = [
     (workspace.Workspace, Workspace),
@@ -15,6 +16,9 @@ PAIRS = [
     (model.Model, Model),
     (compute.ComputeTarget, AmlCompute),  # ComputeTarget(workspace, name) returns an AmlCompute for a cluster
     (widgets.RunDetails, RunDetails),
+    (webservice.Webservice, Webservice),
+    (webservice.AciWebservice, AciWebservice),
+    (webservice.LocalWebservice, LocalWebservice),
 ]
 
 
@@ -71,6 +75,13 @@ CALLED = [
      {"datasets", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
     (model.Model, Model, "register",
      {"datasets", "child_paths", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
+    (model.Model, Model, "deploy", set()),
+    (webservice.AciWebservice, AciWebservice, "deploy_configuration", set()),
+    (webservice.AciWebservice, AciWebservice, "wait_for_deployment", set()),
+    (webservice.AciWebservice, AciWebservice, "get_logs", set()),
+    (webservice.AciWebservice, AciWebservice, "update", set()),
+    (webservice.LocalWebservice, LocalWebservice, "deploy_configuration", set()),
+    (webservice.LocalWebservice, LocalWebservice, "update", set()),
     (widgets.RunDetails, RunDetails, "__init__", set()),
     (widgets.RunDetails, RunDetails, "show", set()),
 ]

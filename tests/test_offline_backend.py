@@ -42,21 +42,31 @@ def test_child_runs_know_their_parent_and_are_listed_under_it(tmp_path):
         list(parent.get_children(type="hyperdrive"))
 
 
-def test_services_are_recorded_listed_and_deleted(tmp_path):
+def test_a_service_is_published_whole_listed_and_removed_aside(tmp_path):
     folder = WorkspaceFolder.open(tmp_path)
-    assert folder.service_names() == [] and folder.read_service("svc") is None
-    folder.write_service("svc", {"state": "Healthy", "pid": 123, "port": 5001, "keys": ["a", "b"]})
-    folder.service_log("svc").write_text("started\n")
-    assert folder.service_names() == ["svc"]
-    assert WorkspaceFolder.open(tmp_path).read_service("svc")["port"] == 5001
-    assert folder.delete_service("svc") and not folder.delete_service("svc")
-    assert folder.service_names() == []
+    assert folder.service_names() == [] and not folder.service("svc").definition.exists()
+
+    def fill(service):
+        service.app.mkdir()
+        service.definition.write_text("{}")
+        return "filled"
+
+    assert folder.new_service("svc", fill) == "filled"
+    assert folder.service_names() == ["svc"] and folder.service("svc").app.is_dir()
+    with pytest.raises(FileExistsError):
+        folder.new_service("svc", fill)
+    with pytest.raises(ZeroDivisionError):  # a failed fill leaves nothing behind
+        folder.new_service("other", lambda service: (service.app.mkdir(), 1 / 0))
+    aside = folder.remove_service("svc")
+    assert folder.service_names() == [] and aside.definition.exists() and folder.remove_service("svc") is None
+    aside.discard()
+    assert not aside.path.exists() and set(os.listdir(tmp_path / ".staging")) == set()
 
 
 def test_names_cannot_leave_their_folder(tmp_path):
     folder = WorkspaceFolder.open(tmp_path)
     for name in ("", ".", "..", "../x", "a/b", None, 3):
-        for call in (folder.read_service, folder.read_compute, folder.model_versions, folder.add_experiment):
+        for call in (folder.service, folder.read_compute, folder.model_versions, folder.add_experiment):
             with pytest.raises(UserErrorException):
                 call(name)
     assert set(os.listdir(tmp_path)) <= {".staging", "workspace.json"} and not (tmp_path.parent / "x").exists()

@@ -8,7 +8,8 @@ PACKAGE = Path(azureml_offline.__file__).parent
 # The files and folders of the workspace layout: only backend.py may name them.
 LAYOUT_NAMES = {"workspace.json", "computes", "experiments", "runs", "run.json", "status.json", "runner.lock",
                 "cancel", "runner.log", "metrics.jsonl", "tags.jsonl", "snapshot", "files", "models", "model.json",
-                "services", "service.json", ".staging"}
+                "services", "service.json", "keys.json", "server.json", "ready", "app", "azureml-models",
+                "server.log", "init.log", ".staging"}
 
 
 def modules():

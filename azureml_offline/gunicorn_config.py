@@ -1,0 +1,103 @@
+"""gunicorn settings and hooks of an offline web service's azmlinfsrv (it reads them through GUNICORN_CMD_ARGS).
+
+azmlinfsrv runs its Flask app in gunicorn as it does in Azure's container. These hooks add what the offline
+service needs around it, and change nothing in the app itself:
+  - listen on loopback only: azmlinfsrv binds 0.0.0.0, right in a container, not on a workstation;
+  - the key check of an auth-enabled service (401 without it), done by Azure's front end before a request
+    reaches the container, and a cap on the request body (413), so that a huge body is refused unparsed;
+  - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
+    (deleted, or its workspace removed), so no server outlives its service.
+The deploying process passes the files through environment variables (webservice.start_server).
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+DEFINITION = os.environ["AZUREML_OFFLINE_SERVICE_DEFINITION"]  # service.json; gone: stop
+SERVICE_ID = os.environ["AZUREML_OFFLINE_SERVICE_ID"]  # ... or holding another deployment's id: stop
+KEYS = os.environ["AZUREML_OFFLINE_SERVICE_KEYS"]
+READY = os.environ["AZUREML_OFFLINE_SERVICE_READY"]
+MAX_BODY_BYTES = int(os.environ["AZUREML_OFFLINE_SERVICE_MAX_BODY"])
+DRAIN_LIMIT_BYTES = 64 << 20  # a rejected body is read (and dropped) up to this size before answering
+WATCH_SECONDS = 1.0
+
+control_socket_disable = True  # gunicorn 24+ would share one control socket in ~/.gunicorn between services
+graceful_timeout = 2  # delete(): requests in flight get this long to finish (scoring takes milliseconds)
+
+
+def on_starting(server):
+    server.cfg.set("bind", [f"127.0.0.1:{os.environ['SERVER_PORT']}"])
+
+
+def when_ready(server):
+    threading.Thread(target=stop_when_service_is_gone, daemon=True).start()
+
+
+def post_worker_init(worker):
+    worker.wsgi.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # also bounds chunked bodies, which have no length
+    worker.wsgi = Gate(worker.wsgi)
+    with open(READY, "w"):
+        pass
+
+
+def stop_when_service_is_gone():
+    while True:
+        time.sleep(WATCH_SECONDS)
+        try:
+            with open(DEFINITION) as f:
+                if json.load(f)["serviceId"] == SERVICE_ID:
+                    continue
+        except (OSError, ValueError, KeyError):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)  # gunicorn's graceful stop
+        return
+
+
+class Gate:
+    """WSGI middleware in front of azmlinfsrv's app: a size cap on /score bodies, then the key check."""
+
+    def __init__(self, app):
+        self.app = app
+        self.keys_stat = None
+        self.accepted = set()
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != "/score":  # liveness and Swagger are open, as on Azure
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY_BYTES:
+            return self.reject(environ, start_response, "413 Request Entity Too Large",
+                               f"the request body has {length} bytes; at most {MAX_BODY_BYTES} are accepted")
+        accepted = self.current_keys()
+        if accepted and environ.get("HTTP_AUTHORIZATION") not in accepted:
+            return self.reject(environ, start_response, "401 Unauthorized",
+                               "this service needs the header 'Authorization: Bearer <key>' with one of its keys "
+                               "(service.get_keys())")
+        return self.app(environ, start_response)
+
+    def current_keys(self):
+        """The accepted Authorization headers; empty when auth is off. Re-read when keys.json is replaced."""
+        stat = os.stat(KEYS)
+        if (stat.st_ino, stat.st_mtime_ns) != self.keys_stat:
+            with open(KEYS) as f:
+                keys = json.load(f)
+            self.accepted = {f"Bearer {keys[k]}" for k in ("primaryKey", "secondaryKey")} if keys["authEnabled"] \
+                else set()
+            self.keys_stat = (stat.st_ino, stat.st_mtime_ns)
+        return self.accepted
+
+    @staticmethod
+    def reject(environ, start_response, status, message):
+        # Read the body first: closing a socket with unread data resets it, and the client may then
+        # never see this answer.
+        body, left = environ["wsgi.input"], min(int(environ.get("CONTENT_LENGTH") or 0), DRAIN_LIMIT_BYTES)
+        while left > 0:
+            chunk = body.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+        data = json.dumps({"message": message}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]

@@ -1,0 +1,43 @@
+"""Lesson 03 (deploy a web service), run by nbval in strict mode against a real offline service.
+
+Its workspace holds what lesson 01 leaves there: chainer-dnn-mnist registered from a real training run, here on
+the tests' small data set. The committed outputs come from real MNIST; tests/nbval_sanitize.cfg masks what differs.
+"""
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import nbformat
+
+from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.model import Model
+from azureml_offline.workspace import Workspace
+from helpers import REPO
+from test_notebook import nbval, offline_env
+
+NOTEBOOK = REPO / "notebooks" / "03-deploy-web-service.ipynb"
+
+
+def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
+    for name in ("chainer_mnist.py", "score.py", "inference-environment.yml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    outputs = tmp_path / "outputs"
+    subprocess.run([sys.executable, REPO / "chainer_mnist.py", "--data-dir", str(mnist_dir), "--epochs", "1",
+                    "--output_dir", str(outputs)], check=True, capture_output=True)
+    accuracy = json.loads((outputs / "model.json").read_text())["test_accuracy"]
+    workspace = Workspace._at(WorkspaceFolder.open(tmp_path / "workspace"))
+    Model.register(workspace, str(outputs / "model.npz"), "chainer-dnn-mnist",
+                   tags={"framework": "chainer", "test_accuracy": f"{accuracy:.4f}"})  # as lesson 01 does
+    (tmp_path / "notebooks").mkdir()
+    path = shutil.copy(NOTEBOOK, tmp_path / "notebooks")
+
+    result = nbval(tmp_path / "notebooks" / NOTEBOOK.name, offline_env(tmp_path / "workspace", mnist_dir))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout
+    code_cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert any("service.delete()" in c.source for c in code_cells)
+    leftover = subprocess.run(["pgrep", "-f", f"azmlinfsrv.*{tmp_path}"], capture_output=True, text=True).stdout
+    assert leftover == "", "the lesson left its server running"

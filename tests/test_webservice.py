@@ -1,0 +1,284 @@
+"""Offline web services: score.py in azmlinfsrv, reached over HTTP as a client program would, with the SDK's surface."""
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import chainer
+import chainer.links as L
+import numpy as np
+import pytest
+import requests
+from azureml.core.model import InferenceConfig
+from azureml.exceptions import WebserviceException
+
+from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.model import Model
+from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice, free_port
+from azureml_offline.workspace import Workspace
+from chainer_mnist import MLP
+from helpers import REPO
+
+SCORE = REPO / "score.py"
+ACI = AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1, auth_enabled=True)
+OPEN = AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1)
+
+
+def server_processes(folder):
+    """azmlinfsrv processes (masters and workers) serving from `folder`."""
+    found = subprocess.run(["pgrep", "-f", f"azmlinfsrv.*{folder}"], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A workspace with a registered (untrained, seeded) model, the scoring source and its reference predictions."""
+    root = tmp_path_factory.mktemp("services")
+    np.random.seed(0)
+    classifier = L.Classifier(MLP(64))
+    classifier(np.zeros((1, 784), np.float32), np.zeros(1, np.int32))  # creates the weights
+    chainer.serializers.save_npz(root / "model.npz", classifier)
+    workspace = Workspace._at(WorkspaceFolder.open(root / "workspace"))
+    model = Model.register(workspace, str(root / "model.npz"), "chainer-dnn-mnist")
+    source = root / "source"
+    source.mkdir()
+    for name in ("score.py", "chainer_mnist.py"):
+        shutil.copy(REPO / name, source)
+    images = np.random.RandomState(1).randint(0, 256, (64, 784))
+    with chainer.using_config("train", False):
+        expected = classifier.predictor(images.astype(np.float32) / 255).array.argmax(axis=1)
+    yield {"workspace": workspace, "model": model, "source": source, "images": images, "expected": expected}
+    for service in workspace.webservices.values():
+        service.delete()
+    assert server_processes(root) == [], "a server outlived its test"
+
+
+def inference_config(env, entry_script="score.py"):
+    return InferenceConfig(entry_script=entry_script, source_directory=str(env["source"]))
+
+
+@pytest.fixture(scope="module")
+def service(env):
+    service = Model.deploy(env["workspace"], "mnist-auth", [env["model"]], inference_config(env), ACI)
+    service.wait_for_deployment()
+    return service
+
+
+def post(service, body, key=None, content_type="application/json"):
+    headers = {"Content-Type": content_type}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return requests.post(service.scoring_uri, data=body, headers=headers, timeout=30)
+
+
+def payload(images):
+    return json.dumps({"data": np.asarray(images).tolist()})
+
+
+def test_deployed_service_is_healthy_on_loopback_and_publishes_its_swagger(service):
+    assert service.state == "Healthy"
+    assert service.scoring_uri.startswith("http://127.0.0.1:") and service.scoring_uri.endswith("/score")
+    swagger = requests.get(service.swagger_uri, timeout=10).json()
+    assert "data" in swagger["definitions"]["ServiceInput"]["properties"]
+    assert requests.get(service.scoring_uri.replace("/score", "/"), timeout=10).text == "Healthy"
+
+
+def test_run_and_plain_http_with_the_key_agree_with_the_model_in_process(service, env):
+    answers = service.run(payload(env["images"][:8]))
+    assert [a["digit"] for a in answers] == env["expected"][:8].tolist()
+    assert all(abs(sum(a["probabilities"]) - 1) < 1e-5 and len(a["probabilities"]) == 10 for a in answers)
+    primary, secondary = service.get_keys()
+    as_28_by_28 = payload(env["images"][:8].reshape(8, 28, 28))
+    for key in (primary, secondary):
+        assert post(service, as_28_by_28, key).json() == answers
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_without_the_right_key_it_is_401(service, env, key):
+    response = post(service, payload(env["images"][:1]), key)
+    assert response.status_code == 401 and "Authorization" in response.json()["message"]
+
+
+def test_regenerated_key_replaces_the_old_one_at_once(service, env):
+    old = service.get_keys()[1]
+    service.regen_key("Secondary")
+    new = service.get_keys()[1]
+    assert new != old
+    assert post(service, payload(env["images"][:1]), old).status_code == 401
+    assert post(service, payload(env["images"][:1]), new).status_code == 200
+    with pytest.raises(WebserviceException, match="Valid options are: Primary, Secondary"):
+        service.regen_key("Tertiary")
+
+
+def big_body():
+    return b'{"data": [' + b",".join([b"[" + b",".join([b"255"] * 784) + b"]"] * 7000) + b"]}"  # 20 MB
+
+
+BAD = {
+    "malformed JSON": (b'{"data": [[1, 2', 400, "could not be decoded as JSON"),
+    "empty body": (b"", 400, "empty"),
+    "not JSON": (b"data=1", 415, "application/json"),
+    "JSON but not an object": (b"[1, 2]", 400, "JSON dictionary"),
+    "no data": (b'{"images": []}', 400, "'data'"),
+    "data not a list": (b'{"data": "seven"}', 400, "non-empty list"),
+    "no images": (b'{"data": []}', 400, "non-empty list"),
+    "too short": (json.dumps({"data": [[0] * 783]}).encode(), 400, "784 numbers"),
+    "28 x 27": (json.dumps({"data": [[[0] * 27] * 28]}).encode(), 400, "784 numbers"),
+    "ragged": (json.dumps({"data": [[0] * 784, [0] * 10]}).encode(), 400, "784 numbers"),
+    "strings": (json.dumps({"data": [["x"] * 784]}).encode(), 400, "784 numbers"),
+    "nulls": (json.dumps({"data": [[None] * 784]}).encode(), 400, "not NaN, Infinity or null"),
+    "NaN": (b'{"data": [[' + b"NaN," * 783 + b"0]]}", 400, "not NaN, Infinity or null"),
+    "Infinity": (b'{"data": [[' + b"Infinity," * 783 + b"0]]}", 400, "not NaN, Infinity or null"),
+    "above 255": (json.dumps({"data": [[256] * 784]}).encode(), 400, "between 0 and 255"),
+    "negative": (json.dumps({"data": [[-1] * 784]}).encode(), 400, "between 0 and 255"),
+    "too many images": (json.dumps({"data": [[0] * 784] * 1001}).encode(), 400, "at most 1000"),
+    "a 20 MB body": (big_body(), 413, "at most"),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input_is_a_4xx_with_a_message_and_the_service_stays_up(service, env, name):
+    body, status, words = BAD[name]
+    content_type = "text/plain" if name == "not JSON" else "application/json"
+    response = post(service, body, service.get_keys()[0], content_type)
+    assert response.status_code == status, response.text
+    assert words in response.json()["message"] and "Traceback" not in response.text
+    assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
+
+
+def test_eight_concurrent_clients_are_all_answered_correctly(service, env):
+    images, expected = env["images"], env["expected"]
+    key = service.get_keys()[0]
+    wrong = []
+
+    def client(number):
+        with requests.Session() as session:
+            for request in range(200):
+                i = (number * 200 + request) % len(images)
+                response = session.post(service.scoring_uri, data=payload(images[i:i + 1]), timeout=30,
+                                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+                if response.status_code != 200 or response.json()[0]["digit"] != expected[i]:
+                    wrong.append((i, response.status_code, response.text[:200]))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+
+
+def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_flight(service, env):
+    port = free_port()
+    second = Model.deploy(env["workspace"], "mnist-local", [env["model"]], inference_config(env),
+                          LocalWebservice.deploy_configuration(port=port))
+    second.wait_for_deployment()
+    assert second.state == "running" and second.scoring_uri == f"http://localhost:{port}/score"
+    assert second.scoring_uri.split(":")[2] != service.scoring_uri.split(":")[2] and not second.auth_enabled
+    assert set(env["workspace"].webservices) >= {"mnist-auth", "mnist-local"}
+    assert second.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
+    with pytest.raises(NotImplementedError):
+        second.get_keys()
+    outcomes, stop = [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                response = post(second, payload(env["images"][:4]))
+                ok = response.status_code == 200 and [a["digit"] for a in response.json()] == \
+                    env["expected"][:4].tolist()
+                outcomes.append("answered" if ok else f"wrong: {response.status_code} {response.text[:200]}")
+            except requests.ConnectionError:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    try:
+        second.delete()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    with pytest.raises(requests.ConnectionError):  # nothing listens on the port any more
+        requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+    with socket.socket() as s:  # and a new server can bind it (as servers do, past closed connections' TIME_WAIT)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+    assert "answered" in outcomes and set(outcomes) <= {"answered", "refused"}, set(outcomes)
+    assert second.state == "deleted" and "mnist-local" not in env["workspace"].webservices
+    with pytest.raises(WebserviceException, match="WebserviceNotFound"):
+        Webservice(env["workspace"], "mnist-local")
+    assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
+
+
+def test_failed_deployments_say_why_in_the_error_and_the_logs(env):
+    (env["source"] / "broken.py").write_text("def init():\n    raise RuntimeError('the broken script')\n"
+                                             "def run(data):\n    return data\n")
+    broken = Model.deploy(env["workspace"], "broken-script", [env["model"]], inference_config(env, "broken.py"), OPEN)
+    no_model = Model.deploy(env["workspace"], "no-model", [], inference_config(env), OPEN)
+    for service, error in ((broken, "RuntimeError: the broken script"),
+                           (no_model, "FileNotFoundError: expected one model.npz")):
+        with pytest.raises(WebserviceException, match="current service state: Failed") as raised:
+            service.wait_for_deployment()
+        assert error in str(raised.value) and error in service.get_logs()
+        assert service.state == "Failed"
+        service.delete()
+
+
+def test_a_service_outlives_the_process_that_deployed_it_and_stops_when_its_folder_goes(env):
+    deployer = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from azureml.core.model import InferenceConfig
+from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.model import Model
+from azureml_offline.webservice import AciWebservice
+from azureml_offline.workspace import Workspace
+ws = Workspace._at(WorkspaceFolder.open({str(env["workspace"]._backend.root)!r}))
+config = InferenceConfig(entry_script="score.py", source_directory={str(env["source"])!r})
+service = Model.deploy(ws, "from-a-kernel", [Model(ws, "chainer-dnn-mnist")], config,
+                       AciWebservice.deploy_configuration(auth_enabled=True))
+service.wait_for_deployment()
+print("deployed", flush=True)
+sys.stdin.read()  # stays until killed, as a kernel
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert "deployed\n" in iter(deployer.stdout.readline, "")
+    deployer.send_signal(signal.SIGKILL)  # the kernel dies
+    deployer.wait()
+    found = Webservice(env["workspace"], "from-a-kernel")
+    assert found.state == "Healthy" and isinstance(found, AciWebservice)
+    assert found.run(payload(env["images"][:2]))[1]["digit"] == env["expected"][1]
+    folder = env["workspace"]._backend.service("from-a-kernel").path
+    shutil.rmtree(folder)  # the workspace is removed for good: its server stops by itself
+    deadline = time.monotonic() + 15
+    while server_processes(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server_processes(folder) == []
+
+
+def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model_as_on_azure(service, env):
+    service.update(auth_enabled=False, tags={"lesson": "03"})
+    assert post(service, payload(env["images"][:1])).status_code == 200
+    service.update(auth_enabled=True)
+    assert post(service, payload(env["images"][:1])).status_code == 401
+    (env["source"] / "model_path.py").write_text(
+        "import os\nfrom azureml.core.model import Model\ndef init():\n    pass\n"
+        "def run(data):\n    return os.path.relpath(Model.get_model_path('chainer-dnn-mnist'), os.environ['AZUREML_MODEL_DIR'])\n")
+    service.update(models=[env["model"]], inference_config=inference_config(env, "model_path.py"))
+    service.wait_for_deployment()
+    assert service.tags == {"lesson": "03"} and service.state == "Healthy"
+    assert service.run("{}") == "model.npz"  # AZUREML_MODEL_DIR is azureml-models/<name>/<version>, as on Azure
+    with pytest.raises(WebserviceException, match="ssl_enabled"):
+        service.update(ssl_enabled=True)
+
+
+def test_names_are_checked_as_the_sdk_does(service, env):
+    with pytest.raises(WebserviceException, match="provided service name is invalid"):
+        Model.deploy(env["workspace"], "Bad_Name", [env["model"]], inference_config(env), OPEN)
+    with pytest.raises(WebserviceException, match="with the same name already exists"):
+        Model.deploy(env["workspace"], "mnist-auth", [env["model"]], inference_config(env), OPEN)
