@@ -42,7 +42,10 @@ refresh-notebook: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# chainer_mnist.py against PyTorch's CPU build (installed here, never by `make test`); see benchmarks/.
 benchmark: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m pip install -q --no-deps torch==2.13.0
 	$(BIN)/python benchmarks/benchmark_epoch.py
 
 clean:

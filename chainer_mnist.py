@@ -6,9 +6,15 @@ takes the classic Azure ML sample's script_params (--epochs, --batchsize, --outp
 Metrics go to the Azure ML run (the SDK's offline run outside Azure). The model lands in
 <output_dir>/model.npz with its final metrics in model.json; checkpoint.npz lets a killed run
 resume where it stopped.
+
+Read from the top: the model, an epoch of training and the test, the data, the output folder
+and its checkpoint, main(); then, in their own section at the end, what makes the same code
+fast on the machine at hand (OpenBLAS's kernels, a fused Adam update, the CPU's settings).
 """
 import argparse
+import contextlib
 import ctypes
+import fcntl
 import gzip
 import hashlib
 import http.client
@@ -20,8 +26,11 @@ import secrets
 import signal
 import struct
 import sys
+import tempfile
 import time
 import urllib.request
+import warnings
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -44,22 +53,37 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+# More examples than this in one file is no MNIST (60,000): the reader refuses before reading them.
+MAX_EXAMPLES = 1_000_000
 CHECKPOINT = "checkpoint.npz"  # Not "model*": the notebook downloads outputs/model* as the result.
+CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
+FLAGS = {"epochs": "--epochs", "batchsize": "--batchsize", "units": "--unit", "seed": "--seed"}
 
 
-class DataError(Exception):
+class UsageError(Exception):
+    """Something the user can put right, said in one line: the script exits with it, no traceback."""
+
+
+class DataError(UsageError):
     """A missing, damaged or undownloadable MNIST file; the message names it."""
 
+
+class OutputError(UsageError):
+    """An output folder or file that cannot be used, written or resumed from; the message names it."""
+
+
+# The model.
 
 class MLP(chainer.Chain):
     """784 -> n_units -> n_units -> n_out with ReLU, as in Chainer's MNIST example."""
 
     def __init__(self, n_units, n_out=10):
         super().__init__()
+        # Input sizes given, so the weights are drawn now, on the CPU: the same on every device.
         with self.init_scope():
-            self.l1 = L.Linear(None, n_units)
-            self.l2 = L.Linear(None, n_units)
-            self.l3 = L.Linear(None, n_out)
+            self.l1 = L.Linear(784, n_units)
+            self.l2 = L.Linear(n_units, n_units)
+            self.l3 = L.Linear(n_units, n_out)
 
     def forward(self, x):
         h1 = F.relu(self.l1(x))
@@ -67,60 +91,78 @@ class MLP(chainer.Chain):
         return self.l3(h2)
 
 
-def adam_update(p, g, m, v, beta1, beta2, eps, step_size):
-    """Chainer's Adam arithmetic for one flattened parameter, fused into one pass over memory."""
-    for i in numba.prange(p.size):
-        m[i] += (1 - beta1) * (g[i] - m[i])
-        v[i] += (1 - beta2) * (g[i] * g[i] - v[i])
-        p[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps)
+def parameter_count(n_units, n_out=10):
+    return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * n_out
 
 
-# Waking the other core pays off for the weight matrices only, not for the biases and the last layer.
-PARALLEL_SIZE = 1 << 16
-adam_update_serial = numba.njit(fastmath=True, cache=True)(adam_update)
-adam_update_parallel = numba.njit(parallel=True, fastmath=True, cache=True)(adam_update)
+def build(n_units, seed, device):
+    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer."""
+    np.random.seed(seed)
+    device.xp.random.seed(seed)
+    model = L.Classifier(MLP(n_units))
+    model.to_device(device)
+    device.use()
+    optimizer = FusedAdam()
+    optimizer.setup(model)
+    return model, optimizer
 
 
-class FusedAdamRule(chainer.optimizers.adam.AdamRule):
-    """Adam with a fused CPU update: Chainer's NumPy update makes about ten temporaries the size of
-    each weight matrix per step, which costs more than the backward pass. The GPU keeps Chainer's kernel."""
+# An epoch: train() once, then test().
 
-    def update_core_cpu(self, param):
-        if param.grad is None:  # As Chainer's rule: a parameter that took no part in the loss stays.
-            return
-        hp = self.hyperparam
-        cast = param.array.dtype.type
-        update = adam_update_parallel if param.array.size >= PARALLEL_SIZE else adam_update_serial
-        update(*(a.reshape(-1) for a in (param.array, param.grad, self.state["m"], self.state["v"])),
-                        cast(hp.beta1), cast(hp.beta2), cast(hp.eps), cast(self.alpha_t * hp.eta))
+def train(model, optimizer, x, t, order, batchsize, alpha_at):
+    """One pass over (x, t) in `order`, minibatch by minibatch; returns the mean loss and accuracy.
+    alpha_at(step) is Adam's step size at each step of the run."""
+    loss_sum = accuracy_sum = 0
+    for i in range(0, len(order), batchsize):
+        batch = order[i:i + batchsize]
+        optimizer.alpha = alpha_at(optimizer.t)
+        loss = model(x[batch], t[batch])
+        model.cleargrads()
+        loss.backward()
+        optimizer.update()
+        loss_sum += loss.array * len(batch)
+        accuracy_sum += model.accuracy.array * len(batch)
+    return float(loss_sum) / len(order), float(accuracy_sum) / len(order)
 
 
-class FusedAdam(chainer.optimizers.Adam):
-    def create_update_rule(self):
-        if self.hyperparam.weight_decay_rate or self.hyperparam.amsgrad or self.hyperparam.adabound:
-            raise ValueError("FusedAdam computes plain Adam: no weight decay, AMSGrad or AdaBound")
-        return FusedAdamRule(self.hyperparam)
+def test(model, x, t, batchsize=1000):
+    """Mean loss and accuracy over (x, t) in large batches, without building a graph."""
+    loss = accuracy = 0
+    with chainer.using_config("train", False), chainer.no_backprop_mode():
+        for i in range(0, len(x), batchsize):
+            n = len(x[i:i + batchsize])
+            loss += model(x[i:i + batchsize], t[i:i + batchsize]).array * n
+            accuracy += model.accuracy.array * n
+    return float(loss) / len(x), float(accuracy) / len(x)
 
+
+# The data.
 
 def read_idx(path, ndim):
-    """Return the uint8 array of an IDX file (gzip-compressed or not), checking header and length."""
+    """Return the uint8 array of an IDX file (gzip-compressed or not), checking header and length.
+    Reads no more than its header announces, so a file that expands without end is refused early."""
+    header_size = 4 + 4 * ndim
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            data = f.read()
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise DataError(f"{path}: truncated ({len(header)} bytes, shorter than an IDX header)")
+            magic = struct.unpack(">I", header[:4])[0]
+            if magic != 0x800 + ndim:  # 0x08: unsigned bytes; then the number of dimensions.
+                raise DataError(f"{path}: not a {ndim}-dimensional IDX file of bytes (magic {magic:#010x}, "
+                                f"expected {0x800 + ndim:#010x})")
+            shape = struct.unpack(f">{ndim}I", header[4:])
+            size = math.prod(shape)
+            if size > MAX_EXAMPLES * 28 * 28:
+                raise DataError(f"{path}: its header announces {'x'.join(map(str, shape))} = {size} bytes, "
+                                f"far more than MNIST; not read")
+            data = f.read(size)
+            if len(data) != size or f.read(1):
+                raise DataError(f"{path}: {'less' if len(data) < size else 'more'} data than its header announces "
+                                f"({'x'.join(map(str, shape))} = {size} bytes); the file is truncated or corrupt")
     except (OSError, EOFError, zlib.error) as e:  # Missing, truncated or corrupt gzip.
         raise DataError(f"{path}: cannot read it ({e})") from None
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated ({len(data)} bytes, shorter than an IDX header)")
-    magic = struct.unpack(">I", data[:4])[0]
-    if magic != 0x800 + ndim:  # 0x08: unsigned bytes; then the number of dimensions.
-        raise DataError(f"{path}: not a {ndim}-dimensional IDX file of bytes (magic {magic:#010x}, "
-                        f"expected {0x800 + ndim:#010x})")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    if len(data) - header != math.prod(shape):
-        raise DataError(f"{path}: {len(data) - header} bytes of data where its header announces "
-                        f"{'x'.join(map(str, shape))} = {math.prod(shape)}; the file is truncated or corrupt")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def read_split(directory, prefix):
@@ -149,23 +191,6 @@ def read_split(directory, prefix):
 
 def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chainer-mnist-azureml"
-
-
-def save_atomically(path, write):
-    """Call write(file) on a temporary file beside `path`, then rename it into place: readers see
-    the old file or the complete new one, never a partial one. Hidden, so never taken for a model."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # Not mkstemp, whose files are private whatever the umask: the model and the data cache are not.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def download(directory, mirrors=MIRRORS):
@@ -211,6 +236,374 @@ def load_mnist(data_dir=None):
     return read_split(data_dir, "train") + read_split(data_dir, "t10k")
 
 
+def describe_data(train_x, train_y, test_x, test_y):
+    """What the data was, for the checkpoint and model.json: sizes and a fingerprint of the contents."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (train_x, train_y, test_x, test_y):
+        digest.update(np.ascontiguousarray(array).data)
+    return {"train_examples": len(train_x), "test_examples": len(test_x), "fingerprint": digest.hexdigest()}
+
+
+# The output folder: model.npz, model.json and the checkpoint.
+
+@contextlib.contextmanager
+def output_folder(path, room):
+    """Create the folder, check that it takes files of `room` bytes, and hold it for this run alone
+    until the block ends; each problem found here, before any data is read, is one OutputError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"the output folder {path} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:  # A file on the way (Not a directory), a read-only parent, ...
+        raise OutputError(f"cannot create the output folder {path}: {e.strerror}") from None
+    try:
+        try:  # Released by the kernel however the process ends, even killed.
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another run is writing to the output folder {path}; wait for it to end "
+                              f"or pass another --output_dir") from None
+        except OSError:  # A file system without locks: go on without.
+            pass
+        try:
+            tempfile.TemporaryFile(dir=path).close()
+        except OSError as e:
+            raise OutputError(f"cannot write in the output folder {path}: {e.strerror}") from None
+        disk = os.statvfs(path)
+        free = disk.f_bavail * disk.f_frsize
+        if free < room:
+            raise OutputError(f"the output folder {path} has {free / 2**20:.0f} MiB free; the model and its "
+                              f"checkpoint need {room / 2**20:.0f} MiB")
+        yield path
+    finally:
+        os.close(folder)
+
+
+def save_atomically(path, write):
+    """Call write(file) on a temporary file beside `path`, then rename it into place: readers see
+    the old file or the complete new one, never a partial one. Hidden, so never taken for a model."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        # Not mkstemp, whose files are private whatever the umask: the model and the data cache are not.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except OSError as e:  # Disk full, file too large, read-only, ...: the old file, if any, stays.
+        raise OutputError(f"cannot save {path}: {e.strerror or e}") from None
+
+
+def write_npz(f, arrays, compress=False):
+    """np.savez's format; unlike np.savez, its zip file is closed even when a write fails (left to the
+    garbage collector, it would write to the closed file later and print a traceback)."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def save_checkpoint(path, model, optimizer, **values):
+    """Model, optimizer state (Adam's moments and step count) and `values`, in one .npz."""
+    state = chainer.serializers.DictionarySerializer()
+    state["model"].save(model)
+    state["optimizer"].save(optimizer)
+    save_atomically(path, lambda f: write_npz(f, {"format": CHECKPOINT_FORMAT, **values, **state.target}))
+
+
+def read_checkpoint(path, settings):
+    """The checkpoint's arrays, checked to be whole, of this format and these settings; None if there is none."""
+    if not path.exists():
+        return None
+    afresh = "start afresh with --no-resume, or pass another --output_dir"
+    try:
+        with np.load(path) as f:
+            saved = {name: f[name] for name in f.files}
+        if int(saved.get("format", 1)) != CHECKPOINT_FORMAT:
+            raise OutputError(f"{path} was written by an older version of this script; {afresh}")
+        saved_settings = json.loads(str(saved["settings"]))
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise OutputError(f"{path} is damaged ({str(e) or type(e).__name__}); {afresh}") from None
+    if saved_settings != settings:
+        differences = ", ".join(f"{FLAGS[k]} {settings[k]} here, {saved_settings.get(k)} there"
+                                for k in settings if saved_settings.get(k) != settings[k])
+        raise OutputError(f"{path} is from a run with other settings ({differences}); use them, or {afresh}")
+    return saved
+
+
+def resume(saved, model, optimizer, data):
+    """Put the checkpoint's model and optimizer state in place; return the first epoch still to train
+    and the metrics of the last one trained. Never from a checkpoint of other data."""
+    saved_data = json.loads(str(saved["data"]))
+    if saved_data != data:
+        raise OutputError(f"{CHECKPOINT} was trained on other data ({saved_data['train_examples']} training "
+                          f"examples, fingerprint {saved_data['fingerprint']}; these are {data['train_examples']}, "
+                          f"{data['fingerprint']}): pass the same --data-dir, another --output_dir, or --no-resume")
+    chainer.serializers.NpzDeserializer(saved, path="model/").load(model)
+    chainer.serializers.NpzDeserializer(saved, path="optimizer/").load(optimizer)
+    return int(saved["epoch"]) + 1, json.loads(str(saved["metrics"]))
+
+
+def save_model(folder, model, record):
+    """model.npz, then model.json with its SHA-256. The old model.json goes first: whenever the process
+    stops, a model.json there describes the model.npz beside it (a resumed run writes both again)."""
+    try:
+        (folder / "model.json").unlink(missing_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
+    state = chainer.serializers.DictionarySerializer()
+    state.save(model)  # As chainer.serializers.save_npz(file, model) would.
+    save_atomically(folder / "model.npz", lambda f: write_npz(f, state.target, compress=True))
+    with open(folder / "model.npz", "rb") as f:
+        record = {**record, "model_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+    save_atomically(folder / "model.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
+
+
+# The command line and the run.
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Chainer example: MNIST, on Azure ML or offline")
+    parser.add_argument("--epochs", "-e", type=int, default=10, help="number of sweeps over the data")
+    parser.add_argument("--batchsize", "-b", type=int, default=128, help="examples per minibatch")
+    # Saved as "units" in model.json, so --units is accepted too.
+    parser.add_argument("--unit", "--units", "-u", dest="units", type=int, default=1000,
+                        help="units in each hidden layer")
+    parser.add_argument("--output_dir", "-o", default="./outputs",
+                        help="folder for model.npz, model.json and the checkpoint to resume from")
+    parser.add_argument("--device", "-d", type=int, default=None,
+                        help="-1: CPU (NumPy); N: GPU N (CuPy); default: GPU 0 if CuPy sees one, else CPU")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the four MNIST IDX files (.gz or not); default: $MNIST_DIR, "
+                             "else a download into " + str(cache_dir()))
+    parser.add_argument("--seed", type=int, default=0, help="seed of initial weights and shuffling")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help=f"start afresh even if the output folder holds {CHECKPOINT}")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batchsize", "units"):
+        if getattr(args, name) < 1:
+            parser.error(f"{FLAGS[name]} must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Cancelling a run sends SIGTERM: leave through Python, so that a file being saved is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        train_and_save(args)
+    except UsageError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def train_and_save(args):
+    from azureml.core.run import Run  # Here, so that importing this module stays cheap.
+
+    tune_cpu()
+    device = select_device(args.device)
+    check_memory(args.units, args.batchsize, device)
+    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "seed": args.seed}
+    room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
+    with output_folder(args.output_dir, room) as out:
+        saved = read_checkpoint(out / CHECKPOINT, settings) if args.resume else None
+        print(f"Device: {'CPU (NumPy)' if device.xp is np else f'GPU {device.device.id} (CuPy)'}")
+        data = load_mnist(args.data_dir)
+        data_record = describe_data(*data)
+        if args.batchsize > len(data[0]):
+            raise UsageError(f"--batchsize {args.batchsize} is more than the {len(data[0])} training examples")
+        train_x, train_y, test_x, test_y = (device.send(a) for a in data)
+
+        # Same seed, same initial weights and same shuffles; each epoch's order depends on the seed and
+        # the epoch alone, so a resumed run goes on exactly as an uninterrupted one would.
+        model, optimizer = build(args.units, args.seed, device)
+        first_epoch, metrics = 1, {}
+        if saved is not None:
+            first_epoch, metrics = resume(saved, model, optimizer, data_record)
+            print(f"Resuming after epoch {first_epoch - 1} from {out / CHECKPOINT}")
+        # Adam's step size decays linearly to zero over the run: +0.2-0.3 points of test accuracy.
+        total_steps = args.epochs * -(-len(train_x) // args.batchsize)
+        alpha_at = lambda step, alpha=optimizer.alpha: alpha * (1 - step / total_steps)  # noqa: E731
+
+        azureml_run = Run.get_context()
+        azureml_run.log("Batch size", args.batchsize)
+        azureml_run.log("Epochs", args.epochs)
+        azureml_run.log("Units", args.units)
+        for epoch in range(first_epoch, args.epochs + 1):
+            start = time.perf_counter()
+            order = device.send(np.random.RandomState([args.seed, epoch]).permutation(len(train_x)))
+            train_loss, train_accuracy = train(model, optimizer, train_x, train_y, order, args.batchsize, alpha_at)
+            test_loss, test_accuracy = test(model, test_x, test_y)
+            metrics = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                       "test_loss": test_loss, "test_accuracy": test_accuracy, "seconds": time.perf_counter() - start}
+            print(f"epoch {epoch:3d}  train loss {train_loss:.4f} accuracy {train_accuracy:.4f}"
+                  f"  test loss {test_loss:.4f} accuracy {test_accuracy:.4f}  {metrics['seconds']:.2f} s", flush=True)
+            for name, value in (("Loss", test_loss), ("Accuracy", test_accuracy), ("Train loss", train_loss),
+                                ("Train accuracy", train_accuracy)):
+                azureml_run.log(name, value)
+            save_checkpoint(out / CHECKPOINT, model, optimizer, epoch=epoch, settings=json.dumps(settings),
+                            metrics=json.dumps(metrics), data=json.dumps(data_record))
+
+        save_model(out, model, {**settings, **metrics, "data": data_record})
+        print(f"Saved {out / 'model.npz'} (test accuracy {metrics['test_accuracy']:.4f})")
+
+
+# Machine-level tuning: the device, its memory, and what makes the CPU path fast. None of it changes
+# what is computed (beyond floating-point rounding); each part is a no-op where it does not apply.
+
+def gpu_count():
+    if not chainer.backends.cuda.available:  # CuPy is not installed or cannot load.
+        return 0
+    cupy = chainer.backends.cuda.cupy
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:  # No driver or no GPU.
+        return 0
+
+
+def select_device(number):
+    """-1: the CPU through NumPy; N: GPU N through CuPy; None: GPU 0 if there is one, else the CPU."""
+    gpus = gpu_count()
+    if number is None:
+        number = 0 if gpus else -1
+    if number == -1:
+        return chainer.get_device("@numpy")
+    if number < -1:
+        raise UsageError(f"--device {number}: -1 (CPU) or a GPU number expected")
+    if not chainer.backends.cuda.available:
+        raise UsageError(f"--device {number} asks for a GPU, but CuPy is not installed "
+                         f"(pip install cupy-cuda11x) or cannot load; --device -1 runs on the CPU")
+    if number >= gpus:
+        raise UsageError(f"--device {number}: CuPy sees {gpus} GPU(s); --device -1 runs on the CPU")
+    # CuPy 13 has no cupy.cudnn: Chainer warns on the first GPU, but an MLP needs cuBLAS only.
+    warnings.filterwarnings("ignore", "cuDNN is not enabled")
+    return chainer.get_device(f"@cupy:{number}")
+
+
+def check_memory(units, batchsize, device):
+    """Refuse, before allocating anything, settings whose arrays cannot fit in the device's memory."""
+    batch = min(batchsize, MAX_EXAMPLES)
+    # float32: weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
+    needed = 4 * (4 * parameter_count(units) + 3 * batch * (784 + 2 * units + 10))
+    if device.xp is np:
+        memory, where = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
+    else:
+        memory, where = device.device.mem_info[1], f"GPU {device.device.id}"
+    if needed > memory:
+        raise UsageError(f"--unit {units} with --batchsize {batchsize} needs about {needed / 2**30:.1f} GiB; "
+                         f"{where} has {memory / 2**30:.1f} GiB")
+
+
+# OpenBLAS's kernels. NumPy's OpenBLAS (0.3.23 in NumPy 1.26) picks kernels for the CPU it recognises; on one it
+# does not (as some current Xeons), it falls back to generic SSE3 kernels, 3-4 times slower. The kernels are
+# chosen when the library loads, so the script restarts itself once with OPENBLAS_CORETYPE set.
+
+# OpenBLAS's kernel sets by what they need, best first, with the CPU flags (as /proc/cpuinfo names them).
+OPENBLAS_KERNELS = (
+    ("SkylakeX", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}),
+    ("Haswell", {"avx2", "fma"}),
+    ("Sandybridge", {"avx"}),
+)
+# The kernel sets OpenBLAS picks itself for such CPUs; any other is one of its pre-AVX kernels.
+OPENBLAS_LEVEL = {"skylakex": 3, "cooperlake": 3, "sapphirerapids": 3, "haswell": 2, "zen": 2, "excavator": 2,
+                  "sandybridge": 1, "bulldozer": 1, "piledriver": 1, "steamroller": 1}
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The flags of the first CPU in /proc/cpuinfo (an empty set where there is none)."""
+    try:
+        with open(cpuinfo) as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def openblas_in_use():
+    """The name of the kernel set that NumPy's OpenBLAS chose ("Haswell", "Prescott", ...), or None
+    where NumPy uses another BLAS. Linux only: it finds the loaded library in /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as f:
+            libraries = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return None
+    for library in sorted(libraries):
+        for symbol in ("openblas_get_corename64_", "openblas_get_corename", "scipy_openblas_get_corename64_"):
+            corename = getattr(ctypes.CDLL(library), symbol, None)
+            if corename is not None:
+                corename.restype = ctypes.c_char_p
+                return corename().decode()
+    return None
+
+
+def openblas_kernel_to_choose(environ, in_use, flags):
+    """The kernel set to ask OpenBLAS for, or None: only where it fell back to kernels below what the
+    CPU runs, and never against the user's own OPENBLAS_CORETYPE."""
+    if "OPENBLAS_CORETYPE" in environ or in_use is None:
+        return None
+    for kernel, needs in OPENBLAS_KERNELS:
+        if needs <= flags:
+            return kernel if OPENBLAS_LEVEL.get(in_use.lower(), 0) < OPENBLAS_LEVEL[kernel.lower()] else None
+    return None
+
+
+def restart_with_full_speed_openblas(environ=os.environ, in_use=None, flags=None, execv=os.execv):
+    """Restart this script with the kernels the CPU supports if OpenBLAS fell back; say so in one line."""
+    in_use = in_use or openblas_in_use()
+    kernel = openblas_kernel_to_choose(environ, in_use, cpu_flags() if flags is None else flags)
+    if kernel is None:
+        return
+    fallen_back = f"OpenBLAS does not recognise this CPU and fell back to its {in_use} kernels"
+    if "mpi4py.MPI" in sys.modules:  # An MPI rank (python -m mpi4py) cannot start again once MPI is up.
+        print(f"{fallen_back}: set OPENBLAS_CORETYPE={kernel} for speed (mpiexec -x OPENBLAS_CORETYPE)", flush=True)
+        return
+    print(f"{fallen_back}: restarting with OPENBLAS_CORETYPE={kernel} (set OPENBLAS_CORETYPE yourself to choose)",
+          flush=True)
+    environ["OPENBLAS_CORETYPE"] = kernel
+    execv(sys.executable, sys.orig_argv)
+
+
+# Adam. Chainer's NumPy update makes about ten temporaries the size of each weight matrix per step, which costs
+# more than the backward pass: the same arithmetic, fused into one pass over memory and compiled with numba.
+
+def adam_update(p, g, m, v, beta1, beta2, eps, step_size):
+    """Chainer's Adam arithmetic for one flattened parameter."""
+    for i in numba.prange(p.size):
+        m[i] += (1 - beta1) * (g[i] - m[i])
+        v[i] += (1 - beta2) * (g[i] * g[i] - v[i])
+        p[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps)
+
+
+# Waking the other core pays off for the weight matrices only, not for the biases and the last layer.
+PARALLEL_SIZE = 1 << 16
+adam_update_serial = numba.njit(fastmath=True, cache=True)(adam_update)
+adam_update_parallel = numba.njit(parallel=True, fastmath=True, cache=True)(adam_update)
+
+
+class FusedAdamRule(chainer.optimizers.adam.AdamRule):
+    """Adam with the fused CPU update; the GPU keeps Chainer's kernel."""
+
+    def update_core_cpu(self, param):
+        if param.grad is None:  # As Chainer's rule: a parameter that took no part in the loss stays.
+            return
+        hp = self.hyperparam
+        cast = param.array.dtype.type
+        update = adam_update_parallel if param.array.size >= PARALLEL_SIZE else adam_update_serial
+        update(*(a.reshape(-1) for a in (param.array, param.grad, self.state["m"], self.state["v"])),
+               cast(hp.beta1), cast(hp.beta2), cast(hp.eps), cast(self.alpha_t * hp.eta))
+
+
+class FusedAdam(chainer.optimizers.Adam):
+    def create_update_rule(self):
+        if self.hyperparam.weight_decay_rate or self.hyperparam.amsgrad or self.hyperparam.adabound:
+            raise ValueError("FusedAdam computes plain Adam: no weight decay, AMSGrad or AdaBound")
+        return FusedAdamRule(self.hyperparam)
+
+
 def tune_cpu():
     """Three fixes for the CPU, each a no-op where it does not apply.
 
@@ -240,152 +633,6 @@ def tune_cpu():
         libm.fesetenv(environment)
 
 
-def gpu_count():
-    if not chainer.backends.cuda.available:  # CuPy is not installed or cannot load.
-        return 0
-    cupy = chainer.backends.cuda.cupy
-    try:
-        return cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError:  # No driver or no GPU.
-        return 0
-
-
-def select_device(number):
-    """-1: the CPU through NumPy; N: GPU N through CuPy; None: GPU 0 if there is one, else the CPU."""
-    gpus = gpu_count()
-    if number is None:
-        number = 0 if gpus else -1
-    if number == -1:
-        return chainer.get_device("@numpy")
-    if number < -1:
-        raise SystemExit(f"error: --device {number}: -1 (CPU) or a GPU number expected")
-    if not chainer.backends.cuda.available:
-        raise SystemExit(f"error: --device {number} asks for a GPU, but CuPy is not installed "
-                         f"(pip install cupy-cuda11x) or cannot load; --device -1 runs on the CPU")
-    if number >= gpus:
-        raise SystemExit(f"error: --device {number}: CuPy sees {gpus} GPU(s); --device -1 runs on the CPU")
-    return chainer.get_device(f"@cupy:{number}")
-
-
-def save_checkpoint(path, model, optimizer, **values):
-    """Model, optimizer state (Adam's moments and step count) and `values`, in one .npz."""
-    state = chainer.serializers.DictionarySerializer()
-    state["model"].save(model)
-    state["optimizer"].save(optimizer)
-    save_atomically(path, lambda f: np.savez(f, **values, **state.target))
-
-
-def evaluate(model, x, t, batchsize=1000):
-    """Mean loss and accuracy over (x, t) in large batches, without building a graph."""
-    loss = accuracy = 0
-    with chainer.using_config("train", False), chainer.no_backprop_mode():
-        for i in range(0, len(x), batchsize):
-            n = len(x[i:i + batchsize])
-            loss += model(x[i:i + batchsize], t[i:i + batchsize]).array * n
-            accuracy += model.accuracy.array * n
-    return float(loss) / len(x), float(accuracy) / len(x)
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Chainer example: MNIST, on Azure ML or offline")
-    parser.add_argument("--epochs", "-e", type=int, default=10, help="number of sweeps over the data")
-    parser.add_argument("--batchsize", "-b", type=int, default=128, help="examples per minibatch")
-    parser.add_argument("--unit", "-u", type=int, default=1000, help="units in each hidden layer")
-    parser.add_argument("--output_dir", "-o", default="./outputs",
-                        help="folder for model.npz, model.json and the checkpoint to resume from")
-    parser.add_argument("--device", "-d", type=int, default=None,
-                        help="-1: CPU (NumPy); N: GPU N (CuPy); default: GPU 0 if CuPy sees one, else CPU")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the four MNIST IDX files (.gz or not); default: $MNIST_DIR, "
-                             "else a download into " + str(cache_dir()))
-    parser.add_argument("--seed", type=int, default=0, help="seed of initial weights and shuffling")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help=f"start afresh even if the output folder holds {CHECKPOINT}")
-    args = parser.parse_args(argv)
-    for name in ("epochs", "batchsize", "unit"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    # Cancelling a run sends SIGTERM: leave through Python, so that a file being saved is removed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    from azureml.core.run import Run  # Here, so that importing this module stays cheap.
-
-    tune_cpu()
-    device = select_device(args.device)
-    print(f"Device: {'CPU (NumPy)' if device.xp is np else f'GPU {device.device.id} (CuPy)'}")
-    try:
-        train_x, train_y, test_x, test_y = (device.send(a) for a in load_mnist(args.data_dir))
-    except DataError as e:
-        raise SystemExit(f"error: {e}") from None
-
-    # Same seed, same initial weights and same shuffles; each epoch's order depends on the seed and
-    # the epoch alone, so a resumed run goes on exactly as an uninterrupted one would.
-    np.random.seed(args.seed)
-    device.xp.random.seed(args.seed)
-    model = L.Classifier(MLP(args.unit))
-    model.to_device(device)
-    device.use()
-    optimizer = FusedAdam()
-    optimizer.setup(model)
-    # Adam's step size decays linearly to zero over the run: +0.2-0.3 points of test accuracy.
-    alpha = optimizer.alpha
-    steps_per_epoch = -(-len(train_x) // args.batchsize)
-    total_steps = args.epochs * steps_per_epoch
-
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.unit, "seed": args.seed}
-    checkpoint = out / CHECKPOINT
-    first_epoch, metrics = 1, {}
-    if args.resume and checkpoint.exists():
-        with np.load(checkpoint) as saved:
-            if json.loads(str(saved["settings"])) != settings:
-                raise SystemExit(f"error: {checkpoint} is from a run with other settings "
-                                 f"({saved['settings']}); use them, another --output_dir, or --no-resume")
-            first_epoch, metrics = int(saved["epoch"]) + 1, json.loads(str(saved["metrics"]))
-            chainer.serializers.NpzDeserializer(saved, path="model/").load(model)
-            chainer.serializers.NpzDeserializer(saved, path="optimizer/").load(optimizer)
-        print(f"Resuming after epoch {first_epoch - 1} from {checkpoint}")
-
-    run = Run.get_context()
-    run.log("Batch size", args.batchsize)
-    run.log("Epochs", args.epochs)
-    run.log("Units", args.unit)
-    for epoch in range(first_epoch, args.epochs + 1):
-        start = time.perf_counter()
-        order = device.send(np.random.RandomState([args.seed, epoch]).permutation(len(train_x)))
-        train_loss = train_accuracy = 0
-        for i in range(0, len(train_x), args.batchsize):
-            optimizer.alpha = alpha * (1 - optimizer.t / total_steps)
-            batch = order[i:i + args.batchsize]
-            loss = model(train_x[batch], train_y[batch])
-            model.cleargrads()
-            loss.backward()
-            optimizer.update()
-            train_loss += loss.array * len(batch)
-            train_accuracy += model.accuracy.array * len(batch)
-        test_loss, test_accuracy = evaluate(model, test_x, test_y)
-        metrics = {"epoch": epoch, "train_loss": float(train_loss) / len(train_x),
-                   "train_accuracy": float(train_accuracy) / len(train_x), "test_loss": test_loss,
-                   "test_accuracy": test_accuracy, "seconds": time.perf_counter() - start}
-        print(f"epoch {epoch:3d}  train loss {metrics['train_loss']:.4f} accuracy {metrics['train_accuracy']:.4f}"
-              f"  test loss {test_loss:.4f} accuracy {test_accuracy:.4f}  {metrics['seconds']:.2f} s", flush=True)
-        run.log("Loss", test_loss)
-        run.log("Accuracy", test_accuracy)
-        run.log("Train loss", metrics["train_loss"])
-        run.log("Train accuracy", metrics["train_accuracy"])
-
-        save_checkpoint(checkpoint, model, optimizer, epoch=epoch, settings=json.dumps(settings),
-                        metrics=json.dumps(metrics))
-
-    save_atomically(out / "model.npz", lambda f: chainer.serializers.save_npz(f, model))
-    save_atomically(out / "model.json", lambda f: f.write(json.dumps({**settings, **metrics}, indent=2).encode()))
-    print(f"Saved {out / 'model.npz'} (test accuracy {metrics['test_accuracy']:.4f})")
-
-
 if __name__ == "__main__":
+    restart_with_full_speed_openblas()
     main()

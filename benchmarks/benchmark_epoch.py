@@ -1,14 +1,16 @@
-"""Seconds per epoch, test accuracy and peak memory of chainer_mnist.py against a seed-style loop.
+"""Seconds per epoch of chainer_mnist.py against the same MLP in PyTorch's CPU build, on this host, in one run.
 
-The seed-style loop is how the original sample trained: a SerialIterator over a TupleDataset and
-concat_examples, one Python tuple per example, Chainer's own Adam at a constant step size. Each
-contender runs in its own process on real MNIST (--data-dir, else $MNIST_DIR, else
-../shared/data/mnist) with the same model and batch size; an epoch includes evaluating the test set.
+Target (issue 8): chainer_mnist.py's s/epoch <= 0.95 x PyTorch's. Both train on real MNIST with the defaults
+(784-1000-1000-10, batch 128, Adam with a decaying step size; an epoch includes the test set), each in its own
+process, interleaved round by round (ABBA order) so that a shared machine's load falls on both alike. Beside them,
+the host's GEMM limit: the matrix products of one epoch alone, timed with NumPy's OpenBLAS in the script's
+environment. Prints the host's CPU, OpenBLAS's kernels and the load average before and after.
 
-    python benchmarks/benchmark_epoch.py [--epochs 10] [--data-dir DIR]
+    python benchmarks/benchmark_epoch.py [--rounds 3] [--epochs 4] [--data-dir DIR]
+
+PyTorch is an optional dependency: `make benchmark` installs it (see pyproject.toml's "bench").
 """
 import argparse
-import json
 import os
 import re
 import statistics
@@ -18,89 +20,111 @@ import tempfile
 import time
 from pathlib import Path
 
-import chainer
-import chainer.links as L
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import chainer_mnist  # noqa: E402
 
+CONTENDERS = {
+    "chainer_mnist.py": lambda settings, out: [str(REPO / "chainer_mnist.py"), *settings, "--device", "-1",
+                                               "--no-resume", "--output_dir", out],
+    "PyTorch": lambda settings, out: [str(REPO / "benchmarks" / "pytorch_mnist.py"), *settings],
+}
 
-def seed_style_loop(data_dir, epochs, batchsize, units):
-    """Train as the original sample did; print one JSON line with per-epoch seconds and accuracy."""
-    train_x, train_y, test_x, test_y = chainer_mnist.load_mnist(data_dir)
-    train, test = chainer.datasets.TupleDataset(train_x, train_y), chainer.datasets.TupleDataset(test_x, test_y)
-    np.random.seed(0)
-    model = L.Classifier(chainer_mnist.MLP(units))
-    optimizer = chainer.optimizers.Adam()
-    optimizer.setup(model)
-    train_iter = chainer.iterators.SerialIterator(train, batchsize)
-    seconds, accuracy = [], 0.0
-    for _ in range(epochs):
+
+def epoch_products(n_train, n_test, units, batchsize):
+    """The (a, b) operand shapes of every matrix product in one epoch, as Chainer's Linear computes them:
+    forward x W^T; backward gW = gy^T x for each layer, gx = gy W for all but the first; then the test set."""
+    layers = [(784, units), (units, units), (units, 10)]
+    products = []
+    for batch in [batchsize] * (n_train // batchsize) + [n_train % batchsize] * bool(n_train % batchsize):
+        products += [((batch, n_in), (n_in, n_out)) for n_in, n_out in layers]
+        products += [((n_out, batch), (batch, n_in)) for n_in, n_out in layers]
+        products += [((batch, n_out), (n_out, n_in)) for n_in, n_out in layers[1:]]
+    for batch in [1000] * (n_test // 1000) + [n_test % 1000] * bool(n_test % 1000):
+        products += [((batch, n_in), (n_in, n_out)) for n_in, n_out in layers]
+    return products
+
+
+def gemm_limit(n_train, n_test, units, batchsize, repeats=3):
+    """Seconds and GFLOP/s of one epoch's matrix products alone (the best of `repeats`)."""
+    rng = np.random.default_rng(0)
+    operands = {shape: rng.random(shape, dtype=np.float32) for pair in epoch_products(
+        n_train, n_test, units, batchsize) for shape in pair}
+    products = epoch_products(n_train, n_test, units, batchsize)
+    flops = sum(2 * a[0] * a[1] * b[1] for a, b in products)
+    best = float("inf")
+    for _ in range(repeats):
         start = time.perf_counter()
-        while True:
-            x, t = chainer.dataset.concat_examples(train_iter.next())
-            optimizer.update(model, x, t)
-            if train_iter.is_new_epoch:
-                break
-        correct = 0.0
-        with chainer.using_config("train", False), chainer.no_backprop_mode():
-            for batch in chainer.iterators.SerialIterator(test, batchsize, repeat=False, shuffle=False):
-                x, t = chainer.dataset.concat_examples(batch)
-                model(x, t)
-                correct += float(model.accuracy.array) * len(t)
-        accuracy = correct / len(test)
-        seconds.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds, "test_accuracy": accuracy}))
+        for a, b in products:
+            np.dot(operands[a], operands[b])
+        best = min(best, time.perf_counter() - start)
+    return best, flops / best / 1e9
 
 
-def measure(command):
-    """Run `command`; return its stdout, CPU times and peak resident memory."""
-    with tempfile.TemporaryFile("w+") as stdout:
-        process = subprocess.Popen(command, stdout=stdout)
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status):
-            sys.exit(f"{' '.join(command)} failed")
-        stdout.seek(0)
-        return stdout.read(), usage
+def epoch_seconds(command, env=None):
+    """Run a contender; return the seconds of its epochs, from its printed epoch lines."""
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
+    return [float(s) for s in re.findall(r"^epoch .* ([\d.]+) s$", result.stdout, re.MULTILINE)]
+
+
+def cpu_name():
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(re.findall(r"^(model name|cpu family|model)\s*:\s*(.*)$", info, re.MULTILINE)[:3])
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')})"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each contender, interleaved")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
     parser.add_argument("--batchsize", type=int, default=128)
     parser.add_argument("--unit", type=int, default=1000)
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR") or str(REPO.parent / "shared/data/mnist"))
-    parser.add_argument("--seed-loop", action="store_true", help=argparse.SUPPRESS)  # The child process.
+    parser.add_argument("--threads", type=int, help="threads of each contender (default: all cores); on a busy "
+                        "machine, 1 keeps either from waiting for a thread that the other processes hold")
+    parser.add_argument("--gemm-only", action="store_true", help=argparse.SUPPRESS)  # The child process.
     args = parser.parse_args()
-    if args.seed_loop:
-        return seed_style_loop(args.data_dir, args.epochs, args.batchsize, args.unit)
+    train_x, _, test_x, _ = chainer_mnist.load_mnist(args.data_dir)
+    if args.gemm_only:
+        seconds, gflops = gemm_limit(len(train_x), len(test_x), args.unit, args.batchsize)
+        return print(f"{seconds} {gflops}")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is a warm-up")
 
+    print(f"Host: {os.cpu_count()} cores of {cpu_name()}; NumPy's OpenBLAS kernels: "
+          f"{chainer_mnist.openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
+    print(f"Load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    env = None if args.threads is None else dict(os.environ, **{name: str(args.threads) for name in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
     settings = ["--epochs", str(args.epochs), "--batchsize", str(args.batchsize), "--unit", str(args.unit),
                 "--data-dir", args.data_dir]
-    results = {}
-    with tempfile.TemporaryDirectory() as output_dir:
-        stdout, usage = measure([sys.executable, str(REPO / "chainer_mnist.py"), *settings, "--device", "-1",
-                                 "--output_dir", output_dir])
-        seconds = [float(s) for s in re.findall(r"^epoch .* ([\d.]+) s$", stdout, re.MULTILINE)]
-        accuracy = json.loads((Path(output_dir) / "model.json").read_text())["test_accuracy"]
-        results["chainer_mnist.py"] = seconds, accuracy, usage
-    stdout, usage = measure([sys.executable, __file__, *settings, "--seed-loop"])
-    seed = json.loads(stdout.splitlines()[-1])
-    results["seed-style loop"] = seed["seconds"], seed["test_accuracy"], usage
+    medians = {name: [] for name in CONTENDERS}
+    with tempfile.TemporaryDirectory() as out:
+        for round_ in range(args.rounds):
+            names = list(CONTENDERS) if round_ % 2 == 0 else list(reversed(CONTENDERS))
+            for name in names:
+                seconds = epoch_seconds(CONTENDERS[name](settings, out), env)
+                medians[name].append(statistics.median(seconds[1:]))
+                print(f"round {round_ + 1} {name:17} s/epoch after the warm-up: "
+                      f"{' '.join(f'{s:.2f}' for s in seconds[1:])}", flush=True)
+    gemm = subprocess.run([sys.executable, __file__, "--gemm-only", *settings[2:]], capture_output=True, text=True,
+                          check=True, env=env).stdout.split()
+    print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    print(f"MNIST, {args.unit} units, batch {args.batchsize}, {args.epochs} epochs, CPU, "
-          f"{os.cpu_count()} cores; median seconds per epoch after a warm-up epoch")
-    print(f"{'':18} {'s/epoch':>8} {'test accuracy':>14} {'peak memory':>12} {'user s/epoch':>13} {'system s/epoch':>15}")
-    medians = {}
-    for name, (seconds, accuracy, usage) in results.items():
-        medians[name] = statistics.median(seconds[1:])
-        print(f"{name:18} {medians[name]:8.2f} {accuracy:14.2%} {usage.ru_maxrss / 1024:8.0f} MiB "
-              f"{usage.ru_utime / len(seconds):13.2f} {usage.ru_stime / len(seconds):15.2f}")
-    print(f"chainer_mnist.py is {medians['seed-style loop'] / medians['chainer_mnist.py']:.2f} times as fast")
+    ratios = [ours / theirs for ours, theirs in zip(medians["chainer_mnist.py"], medians["PyTorch"])]
+    print(f"\nMNIST, {args.unit} units, batch {args.batchsize}, CPU, {args.threads or 'all'} thread(s); "
+          f"median s/epoch of each run after a warm-up epoch")
+    for name, values in medians.items():
+        print(f"{name:17} {statistics.median(values):6.2f} s/epoch  (runs: {' '.join(f'{v:.2f}' for v in values)})")
+    print(f"{'GEMM limit':17} {float(gemm[0]):6.2f} s/epoch  (the epoch's matrix products alone, "
+          f"{float(gemm[1]):.0f} GFLOP/s)")
+    ratio = statistics.median(ratios)
+    print(f"chainer_mnist.py / PyTorch: {ratio:.2f} (runs: {' '.join(f'{r:.2f}' for r in ratios)}); "
+          f"target <= 0.95: {'met' if ratio <= 0.95 else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_learns_and_saves_a_loadable_model(mnist_dir, tmp_path, capsys):
     assert len(lines) == 4
     model = load_model(tmp_path / "model.npz")
     _, _, test_x, test_y = chainer_mnist.load_mnist(mnist_dir)
-    assert chainer_mnist.evaluate(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"])
+    assert chainer_mnist.test(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"])
     # What a registered model is made of; the checkpoint must not look like one, nor temporary files remain.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "model.json", "model.npz"]
 
@@ -326,3 +326,307 @@ def test_damaged_data_exits_naming_the_file(mnist_dir, tmp_path):
 def test_importing_has_no_side_effects():
     code = "import sys, chainer_mnist; assert not any(m.startswith('azureml') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# Faults of the output folder, the checkpoint and the data: each ends with one line, a non-zero exit and nothing
+# half-written. A --data-dir that does not exist shows that a problem was found before any data was read.
+
+NO_DATA = "/nonexistent-mnist"
+
+
+def fails_with(message, mnist_dir, output_dir, *args):
+    """Run main() and return the one-line error it exits with, checking that it says `message`."""
+    with pytest.raises(SystemExit) as exit_:
+        chainer_mnist.main(["--data-dir", str(mnist_dir), "--output_dir", str(output_dir), *QUICK, *args])
+    error = str(exit_.value.code)
+    assert error.startswith("error: ") and "\n" not in error and message in error, error
+    return error
+
+
+def written(folder):
+    """The files in a folder, hidden ones (temporary files) too."""
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_output_folder_that_is_a_file_or_lies_under_one(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    fails_with("the output folder", NO_DATA, tmp_path / "file")
+    fails_with("Not a directory", NO_DATA, tmp_path / "file" / "outputs")
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def without_root_privileges():
+    """For a subprocess: as root, drop the capabilities that let root write where permissions forbid it."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+            assert libc.prctl(24, capability) == 0  # PR_CAPBSET_DROP: gone from the script's exec on.
+
+
+import ctypes  # noqa: E402  (for without_root_privileges, here to leave the imports above as they are)
+
+
+def test_read_only_output_folder_is_refused_before_the_data_is_read(tmp_path):
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = subprocess.run([sys.executable, SCRIPT, "--data-dir", NO_DATA, "-o", str(folder)],
+                                capture_output=True, text=True, preexec_fn=without_root_privileges)
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: cannot write in the output folder {folder}: Permission denied"]
+    assert written(folder) == []
+
+
+def test_output_folder_without_room_for_the_model_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    statvfs = os.statvfs
+
+    def one_block_free(path):
+        fields = list(statvfs(path))
+        fields[4] = 1  # f_bavail: blocks free for this user.
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", one_block_free)
+    fails_with("MiB free; the model and its checkpoint need", NO_DATA, tmp_path)
+    assert written(tmp_path) == []
+
+
+def test_disk_full_at_a_checkpoint_keeps_nothing_half_written(mnist_dir, tmp_path):
+    """A file size limit stands in for a full disk: each write past it fails, as on a full disk."""
+    import resource
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # The checkpoint takes 1 MB.
+
+    result = subprocess.run([sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "2",
+                             "-o", str(tmp_path)], capture_output=True, text=True, preexec_fn=small_disk)
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"error: cannot save {tmp_path / 'checkpoint.npz'}: File too large"]
+    assert written(tmp_path) == []
+
+
+def fail_writes_of(monkeypatch, name, error):
+    """Make the save of `name` fail where a full disk shows on some file systems: when the data is flushed."""
+    fsync = os.fsync
+
+    def failing_fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(name)):
+            raise error
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+
+
+def test_disk_full_at_the_final_save(mnist_dir, tmp_path, monkeypatch):
+    import errno
+
+    fail_writes_of(monkeypatch, tmp_path / ".model.json", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    fails_with(f"cannot save {tmp_path / 'model.json'}: No space left on device", mnist_dir, tmp_path, "--epochs", "1")
+    assert written(tmp_path) == ["checkpoint.npz", "model.npz"]  # No model.json that would describe another model.
+    monkeypatch.undo()
+    assert train(mnist_dir, tmp_path, "--epochs", "1")["epoch"] == 1  # Space again: the run completes its save.
+    assert written(tmp_path) == ["checkpoint.npz", "model.json", "model.npz"]
+
+
+def test_model_and_its_json_belong_to_the_same_run_even_if_stopped_between_the_saves(mnist_dir, tmp_path,
+                                                                                     monkeypatch):
+    train(mnist_dir, tmp_path, "--epochs", "1", "--seed", "1")
+    save_atomically = chainer_mnist.save_atomically
+
+    def stopped_before_the_json(path, write):
+        if path.name == "model.json":
+            sys.exit(128 + signal.SIGTERM)  # What a cancelled run does on SIGTERM.
+        save_atomically(path, write)
+
+    monkeypatch.setattr(chainer_mnist, "save_atomically", stopped_before_the_json)
+    with pytest.raises(SystemExit):
+        train(mnist_dir, tmp_path, "--epochs", "1", "--seed", "2", "--no-resume")
+    assert written(tmp_path) == ["checkpoint.npz", "model.npz"]  # The seed-1 model.json is gone with its model.
+    monkeypatch.undo()
+    result = train(mnist_dir, tmp_path, "--epochs", "1", "--seed", "2")  # Resumed: writes the pair again.
+    assert result["seed"] == 2
+    assert result["model_sha256"] == hashlib.sha256((tmp_path / "model.npz").read_bytes()).hexdigest()
+
+
+def old_format_checkpoint(path):
+    """As the script wrote them before it recorded the data (format 1)."""
+    np.savez(path, epoch=1, settings=json.dumps({"epochs": 1, "batchsize": 50, "units": 100, "seed": 0}),
+             metrics="{}")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_bytes(b""), "is damaged"),
+    (lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2]), "is damaged"),
+    (lambda path: path.write_bytes(os.urandom(1000)), "is damaged"),
+    (old_format_checkpoint, "was written by an older version of this script"),
+])
+def test_damaged_or_old_checkpoint_says_how_to_start_afresh(mnist_dir, tmp_path, damage, message):
+    train(mnist_dir, tmp_path, "--epochs", "1")
+    damage(tmp_path / "checkpoint.npz")
+    error = fails_with(message, NO_DATA, tmp_path, "--epochs", "1")
+    assert "--no-resume" in error
+    assert train(mnist_dir, tmp_path, "--epochs", "1", "--no-resume")["epoch"] == 1
+
+
+def test_checkpoint_of_other_data_is_not_resumed(mnist_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(mnist_dir, other)
+    _, labels, _, _ = chainer_mnist.load_mnist(mnist_dir)
+    write_idx(other / "train-labels-idx1-ubyte.gz", np.roll(labels, 1))  # Same size, other labels.
+    train(mnist_dir, tmp_path / "out", "--epochs", "1")
+    fails_with("was trained on other data", other, tmp_path / "out", "--epochs", "1")
+    recorded = json.loads((tmp_path / "out" / "model.json").read_text())["data"]
+    assert recorded["train_examples"] == 2000 and len(recorded["fingerprint"]) == 32
+
+
+def test_second_run_on_the_same_output_folder_is_refused(mnist_dir, tmp_path):
+    import fcntl
+
+    first_run = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(first_run, fcntl.LOCK_EX)  # As a run in another process holds it.
+    try:
+        fails_with("another run is writing to the output folder", NO_DATA, tmp_path)
+    finally:
+        os.close(first_run)
+    train(mnist_dir, tmp_path, "--epochs", "1")  # Free again; and the lock leaves no file behind.
+    assert written(tmp_path) == ["checkpoint.npz", "model.json", "model.npz"]
+
+
+def test_gzip_bomb_is_refused_quickly_with_bounded_memory(tmp_path):
+    import tracemalloc
+    import zlib
+
+    images = np.zeros((100, 28, 28), np.uint8)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip format.
+    chunks = [compressor.compress(b"\x00\x00\x08\x03" + np.array(images.shape, ">u4").tobytes() + images.tobytes())]
+    zeros = bytes(1 << 24)
+    chunks += [compressor.compress(zeros) for _ in range(16)]  # 256 MiB more than the header announces.
+    (tmp_path / "bomb.gz").write_bytes(b"".join(chunks) + compressor.flush())
+    assert (tmp_path / "bomb.gz").stat().st_size < 2 << 20
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(chainer_mnist.DataError, match="more data than its header announces"):
+        chainer_mnist.read_idx(tmp_path / "bomb.gz", 3)
+    assert time.perf_counter() - start < 1 and tracemalloc.get_traced_memory()[1] < 8 << 20
+    tracemalloc.stop()
+
+
+def test_header_announcing_far_more_than_mnist_is_not_read(tmp_path):
+    (tmp_path / "huge").write_bytes(b"\x00\x00\x08\x03" + np.array([4_000_000_000, 28, 28], ">u4").tobytes())
+    with pytest.raises(chainer_mnist.DataError, match="far more than MNIST; not read"):
+        chainer_mnist.read_idx(tmp_path / "huge", 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--unit", "1000000"], "needs about"),  # 10^12 weights.
+    (["--batchsize", "2001"], "more than the 2000 training examples"),
+])
+def test_wildly_large_unit_or_batchsize_is_refused_quickly(mnist_dir, tmp_path, args, message):
+    start = time.perf_counter()
+    fails_with(message, mnist_dir, tmp_path, *args)
+    assert time.perf_counter() - start < 10
+
+
+def test_units_as_saved_is_accepted_on_the_command_line(mnist_dir, tmp_path):
+    assert train(mnist_dir, tmp_path, "--epochs", "1", "--units", "30")["units"] == 30
+
+
+# OpenBLAS's kernels, on stand-in CPUs. This host's own choice is left as it is (OPENBLAS_CORETYPE, if set).
+
+XEON_6_207 = ("flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl "
+              "avx512_bf16 amx_tile\n")
+AVX2_ONLY = {"sse4_2", "avx", "avx2", "fma"}
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\n" + XEON_6_207)
+    assert {"avx512f", "avx2", "amx_tile"} <= chainer_mnist.cpu_flags(tmp_path / "cpuinfo")
+    assert chainer_mnist.cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.mark.parametrize("environ, in_use, flags, kernel", [
+    ({}, "Prescott", set(XEON_6_207.split()), "SkylakeX"),  # The issue's Xeon: fallen back, AVX-512.
+    ({}, "Prescott", AVX2_ONLY, "Haswell"),
+    ({}, "Core2", {"sse4_2", "avx"}, "Sandybridge"),
+    ({}, "Prescott", {"sse4_2"}, None),  # Nothing better to choose.
+    ({"OPENBLAS_CORETYPE": "Prescott"}, "Prescott", set(XEON_6_207.split()), None),  # The user's choice.
+    ({}, "SkylakeX", set(XEON_6_207.split()), None),  # Recognised.
+    ({}, "Cooperlake", set(XEON_6_207.split()), None),
+    ({}, "Zen", AVX2_ONLY, None),
+    ({}, None, set(XEON_6_207.split()), None),  # NumPy without OpenBLAS (MKL, Accelerate).
+])
+def test_openblas_kernel_is_chosen_only_where_openblas_fell_back(environ, in_use, flags, kernel):
+    assert chainer_mnist.openblas_kernel_to_choose(environ, in_use, flags) == kernel
+
+
+def test_fallen_back_openblas_restarts_the_script_once_with_the_kernel(capsys):
+    environ, restarts = {}, []
+    chainer_mnist.restart_with_full_speed_openblas(environ, "Prescott", set(XEON_6_207.split()),
+                                                   execv=lambda *args: restarts.append(args))
+    assert environ == {"OPENBLAS_CORETYPE": "SkylakeX"} and restarts == [(sys.executable, sys.orig_argv)]
+    assert capsys.readouterr().out.count("\n") == 1
+    # Restarted, the kernel is set: no second restart.
+    chainer_mnist.restart_with_full_speed_openblas(environ, "SkylakeX", set(XEON_6_207.split()),
+                                                   execv=lambda *args: restarts.append(args))
+    assert len(restarts) == 1
+
+
+def test_an_mpi_rank_is_not_restarted_but_told_what_to_set(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())
+    environ, restarts = {}, []
+    chainer_mnist.restart_with_full_speed_openblas(environ, "Prescott", AVX2_ONLY,
+                                                   execv=lambda *args: restarts.append(args))
+    assert environ == {} and restarts == [] and "OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out
+
+
+def test_kernel_in_use_is_read_from_numpys_openblas():
+    in_use = chainer_mnist.openblas_in_use()
+    assert in_use is None or in_use.isalnum()  # None where NumPy uses another BLAS.
+    if in_use is not None and "OPENBLAS_CORETYPE" in os.environ:
+        assert in_use.lower() == os.environ["OPENBLAS_CORETYPE"].lower()
+
+
+# The GPU path, where CuPy and an NVIDIA GPU are both present (benchmarks/gpu_check.sh sets them up).
+
+def why_no_gpu():
+    """The reason GPU tests cannot run here, or None. Only a missing CuPy or GPU is one: with both present,
+    CuPy failing to load fails the tests instead of skipping them."""
+    import glob
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed"
+    return None if glob.glob("/dev/nvidia[0-9]*") else "no NVIDIA GPU"
+
+
+needs_gpu = pytest.mark.skipif(why_no_gpu() is not None, reason=str(why_no_gpu()))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_one_step_on_the_gpu_matches_the_cpu(mnist_dir):
+    x, t, _, _ = chainer_mnist.load_mnist(mnist_dir)
+    after = []
+    for name in ("@numpy", "@cupy:0"):
+        device = chainer.get_device(name)
+        model, optimizer = chainer_mnist.build(1000, 0, device)
+        chainer_mnist.train(model, optimizer, device.send(x), device.send(t), device.send(np.arange(128)), 128,
+                            lambda step: 0.001)
+        model.to_cpu()
+        after.append(params(model))
+    difference = max(float(np.abs(after[0][k] - after[1][k]).max()) for k in after[0])
+    print(f"largest parameter difference after one step, GPU against CPU: {difference:.2e} (a step is 1e-3)")
+    assert difference < 1e-4
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_trains_on_the_gpu_and_saves_a_model_the_cpu_loads(mnist_dir, tmp_path, capsys):
+    result = train(mnist_dir, tmp_path, "--device", "0", "--epochs", "4")
+    assert "Device: GPU 0 (CuPy)" in capsys.readouterr().out
+    assert result["test_accuracy"] > 0.8
+    _, _, test_x, test_y = chainer_mnist.load_mnist(mnist_dir)
+    model = load_model(tmp_path / "model.npz")
+    assert chainer_mnist.test(model, test_x, test_y)[1] == pytest.approx(result["test_accuracy"], abs=1e-6)
