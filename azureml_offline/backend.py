@@ -168,7 +168,7 @@ class WorkspaceFolder:
         """
         with store.staging_dir(self.root / ".staging") as staged:
             if source is not None:
-                shutil.copytree(source, staged / "snapshot", ignore=self._snapshot_ignore(source))
+                self.copy_source(source, staged / "snapshot")
             store.write_json(staged / "run.json", definition)
             store.write_json(staged / "status.json", {"status": "Queued"})
             for key, value in (tags or {}).items():
@@ -181,6 +181,11 @@ class WorkspaceFolder:
                 os.close(lock)
                 raise
         return self.run(experiment, number), lock
+
+    def copy_source(self, source, target):
+        """Copy the folder `source` to `target` as the SDK snapshots it (a run's, a web service's): honouring its
+        .amlignore, else its .gitignore, and leaving out SNAPSHOT_IGNORE and this workspace folder."""
+        shutil.copytree(source, target, ignore=self._snapshot_ignore(source))
 
     def _snapshot_ignore(self, source):
         """copytree's ignore: the SDK's ignore file for `source`, SNAPSHOT_IGNORE, and this workspace folder."""

@@ -74,7 +74,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
                   "environment": inference_config.environment.name if inference_config.environment else None}
 
     def write(files):
-        definition["entryScript"] = copy_app(files, inference_config)
+        definition["entryScript"] = copy_app(files, workspace._backend, inference_config)
         copy_models(files, workspace._backend, definition["modelIds"])
         store.write_json(files.keys, {"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
         store.write_json(files.definition, definition)
@@ -97,13 +97,12 @@ def name_taken(name):
                                f"name or delete the existing service.")
 
 
-def copy_app(files, inference_config):
-    """Copy the source directory (or, without one, the entry script) into the app folder; return the entry
-    script's path there."""
+def copy_app(files, backend, inference_config):
+    """Copy the source directory (as a run's snapshot, never the workspace itself) or, without one, the entry
+    script into the app folder; return the entry script's path there."""
     entry_script = Path(inference_config.entry_script)
     if inference_config.source_directory:
-        shutil.copytree(inference_config.source_directory, files.app,
-                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", files.models.name))
+        backend.copy_source(inference_config.source_directory, files.app)
     else:
         files.app.mkdir()
         shutil.copy(entry_script, files.app)
@@ -427,7 +426,7 @@ class Webservice:
             stale.unlink(missing_ok=True)
         if inference_config is not None:
             shutil.rmtree(files.app)
-            definition["entryScript"] = copy_app(files, inference_config)
+            definition["entryScript"] = copy_app(files, self.workspace._backend, inference_config)
         if models is not None:
             definition["modelIds"] = [model.id for model in models]
         copy_models(files, self.workspace._backend, definition["modelIds"])

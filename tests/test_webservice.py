@@ -18,7 +18,7 @@ from azureml.exceptions import WebserviceException
 
 from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
-from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice, free_port
+from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice, copy_app, free_port
 from azureml_offline.workspace import Workspace
 from chainer_mnist import MLP
 from helpers import REPO
@@ -275,6 +275,16 @@ def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model
     assert service.run("{}") == "model.npz"  # AZUREML_MODEL_DIR is azureml-models/<name>/<version>, as on Azure
     with pytest.raises(WebserviceException, match="ssl_enabled"):
         service.update(ssl_enabled=True)
+
+
+def test_the_app_is_copied_as_a_snapshot_never_with_the_workspace_inside_it(tmp_path):
+    (tmp_path / "score.py").write_text("def init():\n    pass\n")
+    (tmp_path / "__pycache__").mkdir()
+    backend = WorkspaceFolder.open(tmp_path / ".azureml-offline")  # the notebook's folder holds its workspace
+    service = backend.service("copied")
+    config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path))
+    assert copy_app(service, backend, config) == "score.py"
+    assert sorted(p.name for p in service.app.iterdir()) == ["score.py"]
 
 
 def test_names_are_checked_as_the_sdk_does(service, env):
