@@ -286,6 +286,10 @@ class ServiceFolder:
         self.server_log = self.path / "logs" / "server.log"  # azmlinfsrv's and the script's output
         self.init_log = self.path / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
 
+    def write_keys(self, keys):
+        """keys.json, readable by this user only: its keys let anyone call the service."""
+        store.write_json(self.keys, keys, mode=0o600)
+
     def discard(self):
         shutil.rmtree(self.path, ignore_errors=True)
 

@@ -32,12 +32,12 @@ class DamagedRecordWarning(UserWarning):
     """A line of an appended-records file that cannot be read; the other lines still are."""
 
 
-def write_json(path, data):
-    """Write `data` to `path` as JSON, all or nothing."""
+def write_json(path, data, mode=0o666):
+    """Write `data` to `path` as JSON, all or nothing; `mode` as open() takes it (the umask applies)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    # Not mkstemp, whose files are private: these get the permissions open() would give them.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    # Not mkstemp, whose files are always private: these get the permissions open() would give them.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=plain)

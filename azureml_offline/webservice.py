@@ -76,7 +76,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     def write(files):
         definition["entryScript"] = copy_app(files, workspace._backend, inference_config)
         copy_models(files, workspace._backend, definition["modelIds"])
-        store.write_json(files.keys, {"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
+        files.write_keys({"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
         store.write_json(files.definition, definition)
 
     try:
@@ -367,7 +367,7 @@ class Webservice:
                                       f"Valid options are: Primary, Secondary")
         keys = self._keys()
         keys[f"{key.lower()}Key"] = set_key or new_key()
-        store.write_json(self._files.keys, keys)
+        self._files.write_keys(keys)
 
     def _keys(self):
         keys = store.read_json(self._files.keys)
@@ -411,7 +411,7 @@ class Webservice:
             definition["description"] = description
         if auth_enabled is not None:
             keys = store.read_json(self._files.keys)
-            store.write_json(self._files.keys, dict(keys, authEnabled=bool(auth_enabled)))
+            self._files.write_keys(dict(keys, authEnabled=bool(auth_enabled)))
         if models is not None or inference_config is not None:
             self._redeploy(definition, models, inference_config)
         else:

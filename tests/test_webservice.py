@@ -105,9 +105,11 @@ def test_without_the_right_key_it_is_401(service, env, key):
 
 def test_regenerated_key_replaces_the_old_one_at_once(service, env):
     old = service.get_keys()[1]
+    assert service._files.keys.stat().st_mode & 0o077 == 0  # the keys are this user's alone
     service.regen_key("Secondary")
     new = service.get_keys()[1]
     assert new != old
+    assert service._files.keys.stat().st_mode & 0o077 == 0
     assert post(service, payload(env["images"][:1]), old).status_code == 401
     assert post(service, payload(env["images"][:1]), new).status_code == 200
     with pytest.raises(WebserviceException, match="Valid options are: Primary, Secondary"):
