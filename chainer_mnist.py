@@ -57,7 +57,7 @@ MIRRORS = (
 MAX_EXAMPLES = 1_000_000
 CHECKPOINT = "checkpoint.npz"  # Not "model*": the notebook downloads outputs/model* as the result.
 CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
-FLAGS = {"epochs": "--epochs", "batchsize": "--batchsize", "units": "--unit", "seed": "--seed"}
+FLAGS = {"epochs": "--epochs", "batchsize": "--batchsize", "units": "--unit", "lr": "--lr", "seed": "--seed"}
 
 
 class UsageError(Exception):
@@ -366,6 +366,8 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default=None,
                         help="folder with the four MNIST IDX files (.gz or not); default: $MNIST_DIR, "
                              "else a download into " + str(cache_dir()))
+    parser.add_argument("--lr", type=float, default=0.001,
+                        help="Adam's initial step size (alpha), decayed linearly to 0 over the run; the sweep tunes it")
     parser.add_argument("--seed", type=int, default=0, help="seed of initial weights and shuffling")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help=f"start afresh even if the output folder holds {CHECKPOINT}")
@@ -373,6 +375,8 @@ def parse_args(argv):
     for name in ("epochs", "batchsize", "units"):
         if getattr(args, name) < 1:
             parser.error(f"{FLAGS[name]} must be at least 1")
+    if not 0 < args.lr < float("inf"):
+        parser.error("--lr must be a positive number")
     return args
 
 
@@ -392,7 +396,8 @@ def run(args):
     tune_cpu()
     device = select_device(args.device)
     check_memory(args.units, args.batchsize, device)
-    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "seed": args.seed}
+    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "lr": args.lr,
+                "seed": args.seed}
     room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
     with output_folder(args.output_dir, room) as out:
         saved = read_checkpoint(out / CHECKPOINT, settings) if args.resume else None
@@ -410,7 +415,7 @@ def run(args):
         model = L.Classifier(MLP(args.units))
         model.to_device(device)
         device.use()
-        optimizer = FusedAdam()
+        optimizer = FusedAdam(alpha=args.lr)
         optimizer.setup(model)
         first_epoch, metrics = 1, {}
         if saved is not None:
@@ -424,6 +429,7 @@ def run(args):
         azureml_run.log("Batch size", args.batchsize)
         azureml_run.log("Epochs", args.epochs)
         azureml_run.log("Units", args.units)
+        azureml_run.log("Learning rate", args.lr)
         for epoch in range(first_epoch, args.epochs + 1):
             start = time.perf_counter()
             order = device.send(np.random.RandomState([args.seed, epoch]).permutation(len(train_x)))

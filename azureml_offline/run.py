@@ -29,6 +29,8 @@ RUNNER_LOG_TAIL_LINES = 10  # of runner.log, in the error of a run whose runner 
 class Run:
     """A run of an offline experiment."""
 
+    _STREAMED = LOG  # the run's file that wait_for_completion(show_output=True) streams
+
     def __init__(self, experiment, run_id):
         folder = experiment.workspace._backend.find_run(experiment.name, run_id)
         if folder is None:
@@ -124,7 +126,7 @@ class Run:
         status = self._read_status()
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
-        details.update({"properties": {}, "inputDatasets": [], "outputDatasets": [],
+        details.update({"properties": self.get_properties(), "inputDatasets": [], "outputDatasets": [],
                         "runDefinition": submitted["runDefinition"],
                         "logFiles": {name: name for name in self.get_file_names() if name.startswith("logs/")}})
         return details
@@ -157,7 +159,7 @@ class Run:
         """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
         if out:
             out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
-                      f"Streaming {LOG}\n{'=' * (len(LOG) + 10)}\n\n")
+                      f"Streaming {self._STREAMED}\n{'=' * (len(self._STREAMED) + 10)}\n\n")
         printed = 0
         while True:
             status = self.get_status()  # before reading the log, so the last pass reads all of it
@@ -172,7 +174,7 @@ class Run:
     def _write_log(self, out, start, whole):
         """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""
         try:
-            with open(self._folder.log(), "rb") as log:
+            with open(self._folder.file(self._STREAMED), "rb") as log:
                 log.seek(start)
                 text = log.read()
         except FileNotFoundError:
@@ -229,6 +231,24 @@ class Run:
 
     def get_tags(self):
         return self._folder.tags()
+
+    @property
+    def tags(self):
+        return self.get_tags()
+
+    def add_properties(self, properties):
+        """Add properties ({name: value}); as on Azure, a property that is set keeps its first value."""
+        if not isinstance(properties, dict):
+            raise UserErrorException(f"properties must be a dict, not {type(properties).__name__}")
+        for key, value in properties.items():
+            self._folder.add_property(key, value)
+
+    def get_properties(self):
+        return self._folder.properties()
+
+    @property
+    def properties(self):
+        return self.get_properties()
 
     def get_file_names(self):
         return self._folder.file_names()

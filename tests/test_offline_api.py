@@ -4,9 +4,10 @@ import inspect
 import pytest
 from azureml.core import Experiment, Model, Run, Workspace
 from azureml.core.compute import AmlCompute
+from azureml.train.hyperdrive import HyperDriveRun
 from azureml.widgets import RunDetails
 
-from azureml_offline import compute, experiment, model, run, widgets, workspace
+from azureml_offline import compute, experiment, hyperdrive, model, run, widgets, workspace
 
 PAIRS = [
     (workspace.Workspace, Workspace),
@@ -15,6 +16,7 @@ PAIRS = [
     (model.Model, Model),
     (compute.ComputeTarget, AmlCompute),  # ComputeTarget(workspace, name) returns an AmlCompute for a cluster
     (widgets.RunDetails, RunDetails),
+    (hyperdrive.HyperDriveRun, HyperDriveRun),
 ]
 
 
@@ -73,6 +75,14 @@ CALLED = [
      {"datasets", "child_paths", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
     (widgets.RunDetails, RunDetails, "__init__", set()),
     (widgets.RunDetails, RunDetails, "show", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "__init__", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_children_sorted_by_primary_metric", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_best_run_by_primary_metric", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_hyperparameters", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_metrics", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "cancel", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "wait_for_completion", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_children", {"properties", "type"}),
 ]
 
 
