@@ -128,7 +128,8 @@ class Run:
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
         details.update({"properties": self.get_properties(), "inputDatasets": [], "outputDatasets": [],
                         "runDefinition": submitted["runDefinition"],
-                        "logFiles": {name: name for name in self.get_file_names() if name.startswith("logs/")}})
+                        "logFiles": {name: name for name in self.get_file_names()
+                                     if name.startswith(("logs/", "azureml-logs/"))}})
         return details
 
     def get_details_with_logs(self):
