@@ -33,7 +33,7 @@ from azureml.train.hyperdrive.sampling import _sampling_from_dict
 
 from . import estimators, policies, sampling, store
 from .backend import SWEEP_LOG, RunFolder, WorkspaceFolder
-from .run import TERMINAL_STATES, Run
+from .run import TERMINAL_STATES, Run, metric_values
 
 POLL_SECONDS = 0.25
 # Azure's documented limits (the SDK does not check them; the service refuses a sweep beyond them).
@@ -422,12 +422,6 @@ def argument(value):
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def metric_values(logged):
-    """The numeric values of a metric as get_metrics() returns it (one value, or a list)."""
-    values = logged if isinstance(logged, list) else [] if logged is None else [logged]
-    return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
 def best_of(values, maximize):

@@ -313,6 +313,12 @@ def metric_name(name):
     return name
 
 
+def metric_values(logged):
+    """The numeric values of a metric as get_metrics() returns it (a value, or a list), as a list of floats."""
+    values = logged if isinstance(logged, list) else [] if logged is None else [logged]
+    return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
 def copy_out(source, target):
     """Copy a run's file to `target`, creating its folders; an OSError (e.g. a file in the way) is the user's."""
     try:
