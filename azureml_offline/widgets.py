@@ -59,7 +59,7 @@ class RunDetails:
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
                 # Plain text cannot update: name the run rather than a status that is stale at once.
                 "text/plain": f"Live view of {'sweep' if self._is_sweep else 'run'} {self._run.id} (needs a front "
-                              "end with widgets; wait_for_completion(show_output=True) streams its log)"}, raw=True)
+                              "end with widgets; run.wait_for_completion(show_output=True) streams its log)"}, raw=True)
         else:
             print(self._text(state))
         if state["status"] not in TERMINAL_STATES:

@@ -31,14 +31,14 @@ def lesson_config(project_folder, compute_target, with_policy):
                           arguments=["--epochs", 4, "--output_dir", "./outputs"], compute_target=compute_target,
                           environment=Environment("chainer-mnist-gpu"))
     sampling = RandomParameterSampling({
-        "--lr": loguniform(math.log(1e-4), math.log(3e-2)),
+        "--lr": loguniform(math.log(1e-5), math.log(1e-1)),
         "--unit": choice(256, 512, 1024),
         "--batchsize": choice(64, 128, 256),
     }, properties={"seed": 42})
     policy = BanditPolicy(evaluation_interval=1, slack_factor=0.02, delay_evaluation=1) if with_policy else None
     return HyperDriveConfig(run_config=src, hyperparameter_sampling=sampling, policy=policy,
                             primary_metric_name="Accuracy", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
-                            max_total_runs=10, max_concurrent_runs=2)
+                            max_total_runs=8, max_concurrent_runs=2)
 
 
 def busy_jiffies():

@@ -1,7 +1,8 @@
-"""The tutorial notebook, run cell by cell against the offline workspace.
+"""The tutorial's notebooks, run cell by cell against the offline workspace.
 
-nbval re-executes the committed notebook in strict mode and compares each cell's output with the committed one
-(real MNIST there, the tests' small data set here): tests/nbval_sanitize.cfg masks only what truly varies.
+nbval re-executes the committed notebooks in strict mode, in their order and in one workspace as `make tutorial`
+does, and compares each cell's output with the committed one (real MNIST there, the tests' small data set here):
+tests/nbval_sanitize.cfg masks only what truly varies.
 """
 import os
 import re
@@ -13,30 +14,34 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from azureml_offline.backend import WorkspaceFolder
 from helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
+LESSONS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))  # as make tutorial runs them
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
 
-def layout(folder, notebook):
-    """The notebook and the repository files it reads (../chainer_mnist.py, ../job-environment.yml)."""
+def layout(folder, *notebooks):
+    """The notebooks ((name, content) pairs) and the repository files they read (../chainer_mnist.py,
+    ../job-environment.yml); the paths of the notebooks."""
     for name in ("chainer_mnist.py", "job-environment.yml"):
         shutil.copy(REPO / name, folder / name)
     (folder / "notebooks").mkdir()
-    path = folder / "notebooks" / NOTEBOOK.name
-    nbformat.write(notebook, path)
-    return path
+    for name, notebook in notebooks:
+        nbformat.write(notebook, folder / "notebooks" / name)
+    return [folder / "notebooks" / name for name, _ in notebooks]
 
 
 def offline_env(workspace, mnist_dir):
     return dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(workspace), MNIST_DIR=str(mnist_dir))
 
 
-def nbval(path, env):
-    command = [sys.executable, "-m", "pytest", "--nbval", path.name, "--nbval-current-env",
+def nbval(paths, env):
+    """nbval on the notebooks, in this order, each in a kernel of its own."""
+    command = [sys.executable, "-m", "pytest", "--nbval", *(path.name for path in paths), "--nbval-current-env",
                "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
-    return subprocess.run(command, cwd=path.parent, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=paths[0].parent, env=env, capture_output=True, text=True, timeout=600)
 
 
 def code_cell(notebook, containing):
@@ -47,18 +52,20 @@ def code_cell(notebook, containing):
 def first_run(tmp_path_factory, mnist_dir):
     folder = tmp_path_factory.mktemp("tutorial")
     env = offline_env(folder / "workspace", mnist_dir)
-    path = layout(folder, nbformat.read(NOTEBOOK, as_version=4))
-    return path, env, nbval(path, env)
+    paths = layout(folder, *((path.name, nbformat.read(path, as_version=4)) for path in LESSONS))
+    return paths[0], env, nbval(paths, env)
 
 
-def test_committed_notebook_passes_nbval_strict(first_run):
+def test_committed_notebooks_pass_nbval_strict_in_order_in_one_workspace(first_run):
     _, _, result = first_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout
 
 
-def test_clean_rerun_finds_the_cluster_and_registers_version_2(first_run):
+def test_clean_rerun_finds_the_cluster_and_registers_the_next_version(first_run):
     path, env, _ = first_run
+    registered = len(WorkspaceFolder(env["AZUREML_OFFLINE_DIR"]).model_versions("chainer-dnn-mnist"))
+    assert registered == len(LESSONS)  # lesson 1's model, and the best of lesson 2's sweep
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
 
@@ -66,7 +73,7 @@ def test_clean_rerun_finds_the_cluster_and_registers_version_2(first_run):
         return "".join(o.get("text", "") for o in notebook.cells[code_cell(notebook, containing)].outputs)
 
     assert "Found the existing cluster gpu-cluster" in text("from azureml.core.compute import")
-    assert "Registered chainer-dnn-mnist version 2" in text("model = run.register_model(")
+    assert f"Registered chainer-dnn-mnist version {registered + 1}" in text("model = run.register_model(")
 
 
 def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mnist_dir):
@@ -77,7 +84,7 @@ def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mni
     raising = code_cell(notebook, "model = run.register_model(")
     notebook.cells[raising].source = notebook.cells[raising].source.replace("outputs/model.npz", "outputs/missing.npz")
 
-    result = nbval(layout(tmp_path, notebook), offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", mnist_dir))
 
     failed = {int(n) for n in re.findall(r"^FAILED .*::Cell (\d+)", result.stdout, re.MULTILINE)}
     code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
