@@ -33,6 +33,7 @@ from azureml.train.hyperdrive.sampling import _sampling_from_dict
 
 from . import estimators, policies, sampling, store
 from .backend import SWEEP_LOG, RunFolder, WorkspaceFolder
+from .compute import ComputeTarget
 from .run import TERMINAL_STATES, Run, metric_values
 
 POLL_SECONDS = 0.25
@@ -52,7 +53,6 @@ def submit(experiment, config, tags):
     check_script_run_config(script_config)
     check(config, script_config)
     target = script_config.run_config.target
-    from .compute import ComputeTarget
     ComputeTarget(experiment.workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
     run_id = f"HD_{uuid.uuid4().hex}"  # Azure's: HD_<uuid4>; without hyphens offline, never mistaken for one
     settings = {

@@ -28,14 +28,14 @@ def lesson_config(project_folder, compute_target, with_policy):
                                           RandomParameterSampling, choice, loguniform)
 
     src = ScriptRunConfig(source_directory=project_folder, script="chainer_mnist.py",
-                          arguments=["--epochs", 4, "--output_dir", "./outputs"], compute_target=compute_target,
+                          arguments=["--epochs", 5, "--output_dir", "./outputs"], compute_target=compute_target,
                           environment=Environment("chainer-mnist-gpu"))
     sampling = RandomParameterSampling({
         "--lr": loguniform(math.log(1e-5), math.log(1e-1)),
         "--unit": choice(256, 512, 1024),
         "--batchsize": choice(64, 128, 256),
     }, properties={"seed": 42})
-    policy = BanditPolicy(evaluation_interval=1, slack_factor=0.02, delay_evaluation=1) if with_policy else None
+    policy = BanditPolicy(evaluation_interval=1, slack_factor=0.01, delay_evaluation=1) if with_policy else None
     return HyperDriveConfig(run_config=src, hyperparameter_sampling=sampling, policy=policy,
                             primary_metric_name="Accuracy", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
                             max_total_runs=8, max_concurrent_runs=2)
@@ -79,7 +79,7 @@ def sweep(folder, with_policy):
     cores = len(os.sched_getaffinity(0))
     best = run.get_children_sorted_by_primary_metric(top=1)[0]
     return {
-        "policy": "Bandit(slack_factor=0.02, delay_evaluation=1)" if with_policy else "none",
+        "policy": "Bandit(slack_factor=0.01, delay_evaluation=1)" if with_policy else "none",
         "wall_seconds": round(wall, 1),
         "child_epochs": sum(epochs),
         "epochs_per_child": epochs,

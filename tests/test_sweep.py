@@ -114,6 +114,16 @@ def test_the_policy_cancels_a_child_at_the_interval_it_falls_behind(experiment, 
     assert f"[ENFORCER][INFO]Canceling {follower.id} at interval 1 (Bandit policy)" in log
 
 
+def test_max_duration_minutes_cancels_the_running_children_and_ends_the_sweep(experiment, tmp_path):
+    config = sweep_config(tmp_path, {"--values": choice("0.5,0.6", "0.7,0.8", "0.9")}, arguments=["--seconds", "60"],
+                          max_concurrent_runs=2, max_duration_minutes=0.05)  # 3 s
+    run = experiment.submit(config)
+    run.wait_for_completion()
+    assert run.get_status() == "Completed"
+    assert [child.get_status() for child in run.get_children()] == ["Canceled", "Canceled"]  # the third never ran
+    assert "max_duration_minutes (0.05) reached" in run.get_details_with_logs()["logFiles"]["azureml-logs/hyperdrive.txt"]
+
+
 def test_a_failing_child_does_not_stop_the_sweep(experiment, tmp_path):
     config = sweep_config(tmp_path, {"--exit": choice(3, 0)}, arguments=["--values", "0.5"], max_concurrent_runs=1,
                           max_total_runs=2)
