@@ -224,9 +224,11 @@ def test_the_sdks_and_services_rules_are_enforced_before_anything_starts(experim
 
 
 def test_random_sampling_with_a_seed_gives_the_same_children_every_time(experiment, tmp_path):
-    sampling = RandomParameterSampling({"--seconds": uniform(0, 0.01)}, properties={"seed": 5})
-    runs = [experiment.submit(sweep_config(tmp_path, sampling.to_json()["parameter_space"], max_total_runs=2,
-                                           sampling=lambda space: sampling)) for _ in range(2)]
+    def seeded(space):
+        return RandomParameterSampling(space, properties={"seed": 5})
+
+    runs = [experiment.submit(sweep_config(tmp_path, {"--seconds": uniform(0, 0.01)}, sampling=seeded,
+                                           max_total_runs=2)) for _ in range(2)]
     for run in runs:
         run.wait_for_completion()
     first, second = ([json for _, json in sorted(run.get_hyperparameters().items())] for run in runs)
