@@ -27,6 +27,8 @@ TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 POLL_SECONDS = 1.5
 LOG_TAIL_LINES = 15
 MAX_CHARTED_METRICS = 4  # of a run, side by side
+CHART_INCHES, CHART_DPI = (4.2, 3), 90  # each chart's size
+CHART_WIDTH_PIXELS = int(CHART_INCHES[0] * CHART_DPI)
 
 
 class RunDetails:
@@ -125,6 +127,7 @@ class RunDetails:
         self._charted = charts
         self._chart.value = chart_png(charts, legend_title) if charts and any(
             values for series in charts.values() for values in series.values()) else b""
+        self._chart.width = str(CHART_WIDTH_PIXELS * len(charts))  # its own size: front ends may stretch it
         self._chart.layout.display = None if self._chart.value else "none"
 
     def _text(self, state):
@@ -152,7 +155,7 @@ def children_table(state):
 
 def chart_png(charts, legend_title=None):
     """PNG bytes of one line chart per entry of `charts` ({title: {label: values by interval}})."""
-    figure = Figure(figsize=(4.2 * len(charts), 3), dpi=90, layout="constrained")
+    figure = Figure(figsize=(CHART_INCHES[0] * len(charts), CHART_INCHES[1]), dpi=CHART_DPI, layout="constrained")
     for axes, (title, series) in zip(figure.subplots(1, len(charts), squeeze=False)[0], charts.items()):
         for label, values in series.items():
             axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label or None)

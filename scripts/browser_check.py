@@ -18,7 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+import nbformat
+
+from playwright.sync_api import TimeoutError, sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
 # Each lesson, and what its last cell prints: the run is over when it shows.
@@ -60,7 +62,13 @@ def main():
         for name in ("chainer_mnist.py", "job-environment.yml"):
             shutil.copy(REPO / name, folder / name)
         (folder / "notebooks").mkdir()
-        shutil.copy(REPO / "notebooks" / args.notebook, folder / "notebooks" / args.notebook)
+        # Without its committed outputs, so that what the screenshots show is this run's.
+        notebook = nbformat.read(REPO / "notebooks" / args.notebook, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        notebook.metadata.pop("widgets", None)
+        nbformat.write(notebook, folder / "notebooks" / args.notebook)
         env = dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(folder / "workspace"))
         token = secrets.token_hex(16)
         lab = start_lab(folder, args.port, token, env)
@@ -71,18 +79,33 @@ def main():
                 path = {"lab": "lab/tree", "notebook": "notebooks"}[args.frontend]
                 page.goto(f"http://127.0.0.1:{args.port}/{path}/notebooks/{args.notebook}?token={token}")
                 page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                # JupyterLab may first ask which kernel to start for the notebook: the default one.
+                try:
+                    page.get_by_role("button", name="Select", exact=True).click(timeout=15_000)
+                except TimeoutError:
+                    pass
                 page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
                 page.get_by_role("menuitem", name="Run").first.click()
                 page.get_by_text("Run All Cells", exact=True).click()
-                # The live view renders as a widget output, then fills in while the run trains.
-                # JupyterLab 4 hides cells outside the viewport: wait for the widget to exist, then scroll to it.
-                widget = page.wait_for_selector(".jp-OutputArea-output.jupyter-widgets", state="attached",
-                                                timeout=120_000)
+                # The live view renders as a widget output, then fills in while the run trains. JupyterLab 4
+                # renders only the cells near the viewport: scroll to the RunDetails cell, then wait for its widget.
+                cell = page.locator(".jp-CodeCell", has_text="RunDetails(")
+                widget = cell.locator(".jp-OutputArea-output.jupyter-widgets")
+                for _ in range(120):
+                    cell.scroll_into_view_if_needed()
+                    if widget.count():
+                        break
+                    page.wait_for_timeout(1000)
                 for shot in ("1-run-details-live.png", "2-run-details-live-later.png"):
                     page.wait_for_timeout(args.live_seconds * 1000)
                     widget.scroll_into_view_if_needed()
                     widget.screenshot(path=out / shot)
-                page.wait_for_selector(f"text={LAST_OUTPUT[args.notebook]}", state="attached", timeout=900_000)
+                last = page.locator(".jp-CodeCell").last
+                for _ in range(900):  # until the last cell has printed what it prints
+                    last.scroll_into_view_if_needed()
+                    if LAST_OUTPUT[args.notebook] in last.inner_text():
+                        break
+                    page.wait_for_timeout(1000)
                 widget.scroll_into_view_if_needed()
                 widget.screenshot(path=out / "3-run-details-final.png")
                 for number, image in enumerate(page.query_selector_all(".jp-RenderedImage img"), start=4):
