@@ -161,7 +161,9 @@ class WorkspaceFolder:
 
         `definition` becomes run.json (with "parentRunId" for a child run); `source`, a folder, is
         snapshotted as the SDK does: honouring its .amlignore, else its .gitignore. `lock` is an open
-        file descriptor that holds runner.lock: pass it to the runner process, then close it here.
+        file descriptor that holds runner.lock: pass it to the runner process, then close it here. Whoever
+        holds it stands for the runner (e.g. a sweep holding its queued children's): once no process
+        holds it, a run that has not ended is seen as abandoned and marked Failed.
         """
         with store.staging_dir(self.root / ".staging") as staged:
             if source is not None:

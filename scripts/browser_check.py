@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import nbformat
-
-from playwright.sync_api import TimeoutError, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
 # Each lesson, and what its last cell prints: the run is over when it shows.
@@ -79,23 +79,24 @@ def main():
                 path = {"lab": "lab/tree", "notebook": "notebooks"}[args.frontend]
                 page.goto(f"http://127.0.0.1:{args.port}/{path}/notebooks/{args.notebook}?token={token}")
                 page.wait_for_selector(".jp-Notebook", timeout=60_000)
-                # JupyterLab may first ask which kernel to start for the notebook: the default one.
-                try:
-                    page.get_by_role("button", name="Select", exact=True).click(timeout=15_000)
-                except TimeoutError:
+                try:  # JupyterLab 4 may first ask which kernel to start ("Always start the preferred kernel")
+                    page.locator(".jp-Dialog .jp-mod-accept").click(timeout=10_000)
+                except PlaywrightTimeoutError:
                     pass
                 page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
                 page.get_by_role("menuitem", name="Run").first.click()
                 page.get_by_text("Run All Cells", exact=True).click()
-                # The live view renders as a widget output, then fills in while the run trains. JupyterLab 4
-                # renders only the cells near the viewport: scroll to the RunDetails cell, then wait for its widget.
-                cell = page.locator(".jp-CodeCell", has_text="RunDetails(")
-                widget = cell.locator(".jp-OutputArea-output.jupyter-widgets")
-                for _ in range(120):
-                    cell.scroll_into_view_if_needed()
-                    if widget.count():
-                        break
-                    page.wait_for_timeout(1000)
+                # Wait for what the page really shows, in the RunDetails cell (found by its source, not by a front
+                # end's CSS classes, which change between versions): the widget's box, or the plain-text fallback
+                # that a front end without the widget shows. JupyterLab 4 hides cells outside the viewport, so it is
+                # waited for attached, then scrolled to.
+                cell = page.locator(".jp-CodeCell", has_text="RunDetails(").first
+                view = cell.locator(".widget-vbox").or_(cell.locator(".jp-OutputArea-output",
+                                                                    has_text="Live view of")).first
+                view.wait_for(state="attached", timeout=180_000)
+                if "Live view of" in view.text_content():
+                    raise SystemExit("The live view did not render as a widget: the page shows its plain-text fallback")
+                widget = view.element_handle()
                 for shot in ("1-run-details-live.png", "2-run-details-live-later.png"):
                     page.wait_for_timeout(args.live_seconds * 1000)
                     widget.scroll_into_view_if_needed()

@@ -64,8 +64,9 @@ def test_committed_notebooks_pass_nbval_strict_in_order_in_one_workspace(first_r
 
 def test_clean_rerun_finds_the_cluster_and_registers_the_next_version(first_run):
     path, env, _ = first_run
+    # Lesson 1's model and the best of lesson 2's sweep, at least, are registered already.
     registered = len(WorkspaceFolder(env["AZUREML_OFFLINE_DIR"]).model_versions("chainer-dnn-mnist"))
-    assert registered == len(LESSONS)  # lesson 1's model, and the best of lesson 2's sweep
+    assert registered >= 2
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
 
@@ -74,6 +75,9 @@ def test_clean_rerun_finds_the_cluster_and_registers_the_next_version(first_run)
 
     assert "Found the existing cluster gpu-cluster" in text("from azureml.core.compute import")
     assert f"Registered chainer-dnn-mnist version {registered + 1}" in text("model = run.register_model(")
+    # The first run's evaluation imported the script from the project folder: it left no bytecode there.
+    assert text("shutil.copy(") == "['chainer_mnist.py']\n"
+    assert sorted(os.listdir(path.parent / "chainer-mnist")) == ["chainer_mnist.py"]
 
 
 def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mnist_dir):

@@ -60,6 +60,9 @@ def finished(tmp_path_factory):
     (lambda ws, run: run.log_list("a", 5), UserErrorException),
     (lambda ws, run: run.log_row("t", a=object()), UserErrorException),
     (lambda ws, run: run.tag(None, "v"), UserErrorException),
+    (lambda ws, run: run.tag("k", object()), UserErrorException),
+    (lambda ws, run: Experiment(ws, "e").submit(script_config_at(str(run._folder.snapshot)), tags=["a"]),
+     UserErrorException),
     (lambda ws, run: ComputeTarget(ws, None), ComputeTargetException),
     (lambda ws, run: ComputeTarget.create(ws, "cpu", None), ComputeTargetException),
     (lambda ws, run: Experiment(ws, "e").submit(None), UserErrorException),
@@ -213,9 +216,9 @@ def test_a_script_that_deletes_its_own_files_fails_alone(fresh_workspace, tmp_pa
 
 GRANDPARENT = """
 import os, signal, subprocess, sys, time
-# A grandchild in a session of its own that ignores SIGTERM: out of reach of the script's process group.
+# A grandchild in a session of its own (out of reach of the script's process group), that may ignore SIGTERM.
 subprocess.Popen([sys.executable, "-c", "import os, signal, time\\n"
-                  "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+                  "if os.environ.get('IGNORE_SIGTERM'): signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
                   "open('gc', 'w').write(str(os.getpid())); os.rename('gc', os.environ['GRANDCHILD_PID_FILE'])\\n"
                   "time.sleep(600)"], start_new_session=True)
 open("pid", "w").write(str(os.getpid()))
@@ -235,7 +238,9 @@ def pid_files(tmp_path, monkeypatch):
     return tmp_path / "script.pid", tmp_path / "grandchild.pid"
 
 
-def test_cancel_stops_a_grandchild_in_its_own_session_that_ignores_sigterm(fresh_workspace, tmp_path, pid_files):
+def test_cancel_stops_a_grandchild_in_its_own_session_that_ignores_sigterm(fresh_workspace, tmp_path, pid_files,
+                                                                           monkeypatch):
+    monkeypatch.setenv("IGNORE_SIGTERM", "1")  # stopped by SIGKILL once the runner's grace period is over
     run = Experiment(fresh_workspace, "cancelled").submit(script_config(tmp_path / "src", GRANDPARENT))
     pids = [started_script(pid_file) for pid_file in pid_files]
     run.cancel()

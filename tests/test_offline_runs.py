@@ -274,3 +274,25 @@ def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, m
     assert "runner" in reopened[1].get_details()["error"]["error"]["message"]
     for pid in script_pids:
         eventually(lambda: not alive(pid))  # the script dies with its runner
+
+
+HIDDEN_SITECUSTOMIZE = "import os\nos.environ['HIDDEN_SITECUSTOMIZE'] = 'ran'\n"
+REPORTS_ITS_SITE = """
+import os, subprocess, sys
+from azureml.core import Run
+run = Run.get_context()
+print("run:", run.id, "| hidden sitecustomize:", os.environ.get("HIDDEN_SITECUSTOMIZE"))
+# A Python subprocess of the script is bound to the same run.
+subprocess.run([sys.executable, "-c", "from azureml.core import Run; Run.get_context().log('child', 1)"], check=True)
+"""
+
+
+def test_the_run_binding_keeps_a_sitecustomize_it_hides_and_reaches_subprocesses(workspace, tmp_path, monkeypatch):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(HIDDEN_SITECUSTOMIZE)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    run = Experiment(workspace, "sitecustomize").submit(script_config(tmp_path / "src", REPORTS_ITS_SITE))
+    run.wait_for_completion()
+    run.download_file("logs/std_log.txt", str(tmp_path / "log.txt"))
+    assert f"run: {run.id} | hidden sitecustomize: ran" in (tmp_path / "log.txt").read_text()
+    assert run.get_metrics() == {"child": 1}
