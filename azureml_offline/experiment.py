@@ -1,22 +1,17 @@
 """The offline stand-in for azureml.core.Experiment: submits a ScriptRunConfig, an estimator or a sweep to run here."""
-import os
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
 from azureml._base_sdk_common.common import check_valid_resource_name
-from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
-from . import estimators, hyperdrive, store
+from . import estimators, hyperdrive, launch, store
 from .compute import ComputeTarget
 from .run import Run
 
-# A run's process and a sweep's: each is given the run folder, this pid and the fd of the lock it is to hold.
-RUNNER = "azureml_offline.runner"
-SWEEP_DRIVER = "azureml_offline.hyperdrive"
+RUNNER = [sys.executable, "-m", "azureml_offline.runner"]  # + the run folder, this pid, the runner lock's fd
 
 
 class Experiment:
@@ -70,7 +65,7 @@ class Experiment:
 
         A sweep's child has run_id and parent_id, and its hyperparameters as more `arguments`.
         """
-        check_script_run_config(config)
+        launch.check_script_run_config(config)
         target = config.run_config.target
         if target != "local":
             ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
@@ -90,7 +85,7 @@ class Experiment:
         folder, lock = self._workspace._backend.new_run(self._name, definition, tags,
                                                         source=Path(config.source_directory))
         run = Run._open(self, folder)
-        run._runner = start(folder, lock, RUNNER)
+        run._runner = launch.start(folder, lock, RUNNER)
         return run
 
     def get_runs(self):
@@ -102,30 +97,3 @@ class Experiment:
 
     def __repr__(self):
         return f"Experiment(Name: {self._name},\nWorkspace: {self._workspace.name})"
-
-
-def check_script_run_config(config):
-    """A clear error for what an offline run cannot start (before anything is recorded)."""
-    if not isinstance(config, ScriptRunConfig):
-        raise UserErrorException("Offline, Experiment.submit takes a ScriptRunConfig, an estimator or a "
-                                 f"HyperDriveConfig, not {type(config).__name__}")
-    if config.command or not config.script:
-        raise UserErrorException("Offline runs need ScriptRunConfig(script=...); command= is not supported")
-    source = Path(config.source_directory)
-    if not source.is_dir():
-        raise UserErrorException(f"source_directory {config.source_directory!r} is not a folder")
-    if not (source / config.script).is_file():
-        raise UserErrorException(f"Script {config.script!r} not found in source_directory {config.source_directory!r}")
-
-
-def start(folder, lock, module):
-    """Start `module` (RUNNER or SWEEP_DRIVER) for the new run in `folder`, handing it the run's lock; return
-    the process, which the Run that submit() returns keeps (Run._runner)."""
-    # A new session: stopping the notebook's process group does not stop the runner before it cleans up.
-    try:
-        with open(folder.runner_log, "wb") as runner_log:
-            return subprocess.Popen([sys.executable, "-m", module, str(folder.path), str(os.getpid()), str(lock)],
-                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=runner_log, pass_fds=[lock])
-    finally:
-        os.close(lock)  # the process holds it now; if it did not start, the run is seen to have no runner

@@ -18,7 +18,8 @@ from azureml.train.hyperdrive.exceptions import HyperDriveConfigException, Hyper
 from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
-from azureml_offline.hyperdrive import THREAD_VARIABLES, HyperDriveRun
+from azureml_offline.hyperdrive import HyperDriveRun
+from azureml_offline.sweep import THREAD_VARIABLES
 from helpers import alive, eventually
 
 # Logs --values (comma-separated) as the primary metric, --seconds apart, then exits with --exit. It writes its
