@@ -19,6 +19,7 @@ from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.hyperdrive import HyperDriveRun
+from azureml_offline.run import metric_values
 from azureml_offline.sweep import THREAD_VARIABLES
 from helpers import alive, eventually
 
@@ -110,7 +111,7 @@ def test_the_policy_cancels_a_child_at_the_interval_it_falls_behind(experiment, 
     run.wait_for_completion()
     leader, follower = run.get_children()
     assert (run.get_status(), leader.get_status(), follower.get_status()) == ("Completed", "Completed", "Canceled")
-    assert len(follower.get_metrics()["Accuracy"]) < 10  # of 40: stopped at once, not at the end
+    assert len(metric_values(follower.get_metrics()["Accuracy"])) < 10  # of 40: stopped at once, not at the end
     log = run.get_details_with_logs()["logFiles"]["azureml-logs/hyperdrive.txt"]
     assert f"[ENFORCER][INFO]Canceling {follower.id} at interval 1 (Bandit policy)" in log
 
