@@ -61,7 +61,7 @@ MIRRORS = (
 MAX_EXAMPLES = 1_000_000
 CHECKPOINT = "checkpoint.npz"  # Not "model*": the notebook downloads outputs/model* as the result.
 CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
-FLAGS = {"epochs": "--epochs", "batchsize": "--batchsize", "units": "--unit", "seed": "--seed"}
+FLAGS = {"epochs": "--epochs", "batchsize": "--batchsize", "units": "--unit", "lr": "--lr", "seed": "--seed"}
 
 
 class UsageError(Exception):
@@ -99,14 +99,14 @@ def parameter_count(n_units, n_out=10):
     return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * n_out
 
 
-def build(n_units, seed, device):
-    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer."""
+def build(n_units, seed, device, lr=0.001):
+    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer, Adam with step size lr."""
     np.random.seed(seed)
     device.xp.random.seed(seed)
     model = L.Classifier(MLP(n_units))
     model.to_device(device)
     device.use()
-    optimizer = FusedAdam()
+    optimizer = FusedAdam(alpha=lr)
     optimizer.setup(model)
     return model, optimizer
 
@@ -470,6 +470,8 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default=None,
                         help="folder with the four MNIST IDX files (.gz or not); default: $MNIST_DIR, "
                              "else a download into " + str(cache_dir()))
+    parser.add_argument("--lr", type=float, default=0.001,
+                        help="Adam's initial step size (alpha), decayed linearly to 0 over the run; the sweep tunes it")
     parser.add_argument("--seed", type=int, default=0, help="seed of initial weights and shuffling")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help=f"start afresh even if the output folder holds {CHECKPOINT}")
@@ -477,6 +479,8 @@ def parse_args(argv):
     for name in ("epochs", "batchsize", "units"):
         if getattr(args, name) < 1:
             parser.error(f"{FLAGS[name]} must be at least 1")
+    if not 0 < args.lr < float("inf"):
+        parser.error("--lr must be a positive number")
     return args
 
 
@@ -501,7 +505,8 @@ def train_and_save(args):
     device = select_device(args.device, gpu=local_rank)  # One GPU per rank on a node.
     ranks = Ranks(device) if processes > 1 else Alone()
     check_memory(args.units, args.batchsize, device)
-    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "seed": args.seed}
+    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "lr": args.lr,
+                "seed": args.seed}
     room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
     # Rank 0 alone writes the output folder, reads the checkpoint and the data, and sends them to the others.
     with output_folder(args.output_dir, room) if ranks.lead else contextlib.nullcontext() as out:
@@ -517,7 +522,7 @@ def train_and_save(args):
 
         # Same seed, same initial weights and same shuffles; each epoch's order depends on the seed and
         # the epoch alone, so a resumed run goes on exactly as an uninterrupted one would.
-        model, optimizer = build(args.units, args.seed, device)
+        model, optimizer = build(args.units, args.seed, device, args.lr)
         optimizer = ranks.multi_node(optimizer)
         first_epoch, metrics = 1, {}
         if saved is not None:
@@ -534,6 +539,7 @@ def train_and_save(args):
             azureml_run.log("Batch size", args.batchsize)
             azureml_run.log("Epochs", args.epochs)
             azureml_run.log("Units", args.units)
+            azureml_run.log("Learning rate", args.lr)
         (test_x, _), (test_y, _) = ranks.share(test_x), ranks.share(test_y)  # Each rank tests its part.
         for epoch in range(first_epoch, args.epochs + 1):
             start = time.perf_counter()

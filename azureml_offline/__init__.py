@@ -5,7 +5,8 @@
 
 Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on explicitly,
 and off again: activate() / deactivate(), or `with azureml_offline.activate(): ...`. Everything else
-(Environment, ScriptRunConfig, AmlCompute, the exceptions) stays the real SDK.
+(Environment, ScriptRunConfig, AmlCompute, HyperDriveConfig and its samplings and policies, the estimators,
+the exceptions) stays the real SDK.
 """
 import importlib
 import os
@@ -36,6 +37,8 @@ STAND_INS = [
     ("azureml.core.webservice.aci", "AciWebservice", "azureml_offline.webservice", "AciWebservice"),
     ("azureml.core.webservice", "LocalWebservice", "azureml_offline.webservice", "LocalWebservice"),
     ("azureml.core.webservice.local", "LocalWebservice", "azureml_offline.webservice", "LocalWebservice"),
+    ("azureml.train.hyperdrive", "HyperDriveRun", "azureml_offline.hyperdrive", "HyperDriveRun"),
+    ("azureml.train.hyperdrive.run", "HyperDriveRun", "azureml_offline.hyperdrive", "HyperDriveRun"),
 ]
 _replaced = {}  # (module, attribute) -> the real SDK class, while the stand-ins are on
 

@@ -6,15 +6,18 @@
       computes/<name>.json               a compute target's provisioning configuration
       experiments/<name>/runs/<n>/       run number n of the experiment:
         run.json                           what was submitted: runId, parentRunId, target, runDefinition
+                                           (a sweep's parent: runType "hyperdrive" and its settings)
         status.json                        status, start and end times, error
         runner.lock                        locked (flock) for as long as the run's runner lives
         cancel                             a cancel request, for the runner
         runner.log                         the runner's own stderr
-        metrics.jsonl, tags.jsonl          appended records
+        metrics.jsonl, tags.jsonl,         appended records
+        properties.jsonl
         snapshot/                          the copy of source_directory that the script runs in
         files/                             the run's files: logs/std_log.txt (for an MPI job, each rank's
                                            logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
-                                           outputs/ once the script ends
+                                           outputs/ once the script ends; a sweep's parent:
+                                           azureml-logs/hyperdrive.txt, its driver's log
       models/<name>/<version>/           model.json and files/<the registered file or folder>
       services/<name>/                   a web service (ServiceFolder): service.json (what was deployed),
                                            keys.json, server.json (pid, start time, port), ready,
@@ -41,6 +44,7 @@ WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
 RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
 MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
+SWEEP_LOG = "azureml-logs/hyperdrive.txt"  # a sweep's file with what its driver did, named as on Azure
 # Never snapshotted, whatever .amlignore says: version control, caches, offline workspaces
 # (the current one under any name is left out too: see WorkspaceFolder.new_run).
 SNAPSHOT_IGNORE = (".git", "__pycache__", ".ipynb_checkpoints", ".azureml-offline")
@@ -157,7 +161,7 @@ class WorkspaceFolder:
         """The runs of `experiment` whose parent is run `parent_id`, oldest first."""
         return [run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id]
 
-    def new_run(self, experiment, definition, tags, source=None):
+    def new_run(self, experiment, definition, tags, source=None, properties=None):
         """Publish a new run of `experiment` (status Queued) and return (RunFolder, lock).
 
         `definition` becomes run.json (with "parentRunId" for a child run); `source`, a folder, is
@@ -173,6 +177,8 @@ class WorkspaceFolder:
             store.write_json(staged / "status.json", {"status": "Queued"})
             for key, value in (tags or {}).items():
                 store.append_record(staged / "tags.jsonl", {key: value})
+            for key, value in (properties or {}).items():
+                store.append_record(staged / "properties.jsonl", {key: value})
             lock = os.open(staged / "runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -380,6 +386,17 @@ class RunFolder:
             tags.update(record)
         return tags
 
+    def add_property(self, key, value):
+        """Add a property; as on Azure, one that is set keeps its first value."""
+        if key not in self.properties():
+            store.append_record(self.path / "properties.jsonl", {key: value})
+
+    def properties(self):
+        properties = {}
+        for record in store.read_records(self.path / "properties.jsonl"):
+            properties.update({key: value for key, value in record.items() if key not in properties})
+        return properties
+
     # The run's files
 
     @property
@@ -409,6 +426,9 @@ class RunFolder:
     def main_log(self):
         """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
         return self.log(None if self.process_count() is None else 0)
+    def sweep_log(self):
+        """A sweep's log, written by its driver (what the parent run streams)."""
+        return self.files / SWEEP_LOG
 
     def collect_outputs(self):
         """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends."""

@@ -1,16 +1,13 @@
-"""The offline stand-in for azureml.core.Experiment: submits a ScriptRunConfig to run on this machine."""
-import os
-import subprocess
+"""The offline stand-in for azureml.core.Experiment: submits a ScriptRunConfig, an estimator or a sweep to run here."""
 import sys
 import time
 import uuid
 from pathlib import Path
 
 from azureml._base_sdk_common.common import check_valid_resource_name
-from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
-from . import mpi, store
+from . import estimators, hyperdrive, launch, mpi, store
 from .compute import ComputeTarget
 from .run import Run
 
@@ -36,60 +33,74 @@ class Experiment:
     def workspace(self):
         return self._workspace
 
-    def submit(self, config, tags=None):
-        """Snapshot config.source_directory and start config.script in a runner process; return its Run at once."""
-        if not isinstance(config, ScriptRunConfig):
-            raise UserErrorException(f"Offline, Experiment.submit takes a ScriptRunConfig, not {type(config).__name__}")
+    def submit(self, config, tags=None, **kwargs):
+        """Start a run on this machine and return its Run at once.
+
+        `config`: a ScriptRunConfig; an estimator (Chainer, PyTorch, Estimator ...: its entry script runs with its
+        script_params); or a HyperDriveConfig (a sweep: its HyperDriveRun).
+        """
+        from azureml.train.hyperdrive import HyperDriveConfig  # loaded with azureml.core.run: no cost
+
         if tags is not None and not isinstance(tags, dict):
             raise UserErrorException(f"tags must be a dict, not {type(tags).__name__}")
-        if config.command or not config.script:
-            raise UserErrorException("Offline runs need ScriptRunConfig(script=...); command= is not supported")
-        source = Path(config.source_directory)
-        if not source.is_dir():
-            raise UserErrorException(f"source_directory {config.source_directory!r} is not a folder")
-        if not (source / config.script).is_file():
-            raise UserErrorException(f"Script {config.script!r} not found in source_directory {config.source_directory!r}")
-        target = config.run_config.target
+        if isinstance(config, HyperDriveConfig):
+            if kwargs:
+                raise UserErrorException(f"Experiment.submit(HyperDriveConfig) takes no {sorted(kwargs)}")
+            return hyperdrive.submit(self, config, tags)
+        if estimators.is_estimator(config):
+            image = estimators.image(config)
+            run = self._submit_script(estimators.script_run_config(config, **kwargs), tags)
+            print(f"Offline run {run.id}: this Python runs {run.get_details()['runDefinition']['script']} with the "
+                  f"estimator's script_params; the image it names ({image}) is not built.")
+            return run
+        if kwargs:
+            raise UserErrorException(f"Experiment.submit(ScriptRunConfig) takes no {sorted(kwargs)}")
+        run = self._submit_script(config, tags)
+        processes = run._folder.process_count()
+        how = f"mpiexec runs {processes} processes of" if processes else "this Python runs"
+        print(f"Offline run {run.id}: {how} {config.script}; environment "
+              f"{config.run_config.environment.name!r} (its conda file and Docker image) is not built.")
+        return run
+
+    def _submit_script(self, config, tags, run_id=None, parent_id=None, arguments=()):
+        """Snapshot config.source_directory and start config.script in a runner process.
+
+        A sweep's child has run_id and parent_id, and its hyperparameters as more `arguments`.
+        """
+        launch.check_script_run_config(config)
         mpi_job = distribution(config.run_config)
         if mpi_job:
             mpi.find_mpiexec()  # a clear error now, rather than a failed run
+        target = config.run_config.target
         if target != "local":
             compute = ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
             nodes = compute.get_status().scale_settings.maximum_node_count
             if config.run_config.node_count > nodes:
                 raise UserErrorException(f"node_count {config.run_config.node_count} is more than the "
                                          f"{nodes} nodes of compute target {target!r}")
-        run_definition = {
-            "script": config.script,
-            # Azure passes every argument as a string; so does the runner.
-            "arguments": [str(argument) for argument in config.arguments or []],
-            "environment": config.run_config.environment.name,
-            **mpi_job,
-        }
-        folder, lock = self._workspace._backend.new_run(self._name, {
-            "runId": f"{self._name}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
+        definition = {
+            "runId": run_id or f"{self._name}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
             "target": target,
             "submitted": store.utc_now(),
-            "runDefinition": run_definition,
-        }, tags, source=source)
+            "runDefinition": {
+                "script": config.script,
+                # Azure passes every argument as a string; so does the runner.
+                "arguments": [str(argument) for argument in [*(config.arguments or []), *arguments]],
+                "environment": config.run_config.environment.name,
+                **mpi_job,
+            },
+        }
+        if parent_id:
+            definition["parentRunId"] = parent_id
+        folder, lock = self._workspace._backend.new_run(self._name, definition, tags,
+                                                        source=Path(config.source_directory))
         run = Run._open(self, folder)
-        processes = folder.process_count()
-        how = f"mpiexec runs {processes} processes of" if processes else "this Python runs"
-        print(f"Offline run {run.id}: {how} {config.script}; environment "
-              f"{config.run_config.environment.name!r} (its conda file and Docker image) is not built.")
-        # A new session: stopping the notebook's process group does not stop the runner before it cleans up.
-        try:
-            with open(folder.runner_log, "wb") as runner_log:
-                run._runner = subprocess.Popen([*RUNNER, str(folder.path), str(os.getpid()), str(lock)],
-                                               start_new_session=True, stdin=subprocess.DEVNULL,
-                                               stdout=subprocess.DEVNULL, stderr=runner_log, pass_fds=[lock])
-        finally:
-            os.close(lock)  # the runner holds it now; if it did not start, the run is seen to have no runner
+        run._runner = launch.start(folder, lock, RUNNER)
         return run
 
     def get_runs(self):
-        """This experiment's runs, newest first."""
-        return (Run._open(self, folder) for folder in self._workspace._backend.runs(self._name))
+        """This experiment's runs, newest first (a sweep as a HyperDriveRun)."""
+        return (hyperdrive.open_run(self, folder) for folder in self._workspace._backend.runs(self._name))
 
     def __eq__(self, other):
         return isinstance(other, Experiment) and (other._workspace, other._name) == (self._workspace, self._name)

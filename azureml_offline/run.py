@@ -124,15 +124,20 @@ class Run:
         status = self._read_status()
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
-        details.update({"properties": {}, "inputDatasets": [], "outputDatasets": [],
+        details.update({"properties": self.get_properties(), "inputDatasets": [], "outputDatasets": [],
                         "runDefinition": submitted["runDefinition"],
                         "logFiles": {name: name for name in self._log_names()}})
         return details
 
     def _log_names(self):
         """The run's logs, the one that show_output streams last (RunDetails shows the last one's tail)."""
-        main = self._folder.main_log().relative_to(self._folder.files).as_posix()
-        return sorted((name for name in self.get_file_names() if name.startswith("logs/")), key=lambda name: name == main)
+        streamed = self._streamed_log().relative_to(self._folder.files).as_posix()
+        return sorted((name for name in self.get_file_names() if name.startswith(("logs/", "azureml-logs/"))),
+                      key=lambda name: name == streamed)
+
+    def _streamed_log(self):
+        """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
+        return self._folder.main_log()
 
     def get_details_with_logs(self):
         """get_details(), with each log's text in logFiles."""
@@ -161,7 +166,7 @@ class Run:
     def _wait(self, out):
         """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
         if out:
-            log = self._folder.main_log().relative_to(self._folder.files).as_posix()
+            log = self._streamed_log().relative_to(self._folder.files).as_posix()
             out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
                       f"Streaming {log}\n{'=' * (len(log) + 10)}\n\n")
         printed = 0
@@ -178,7 +183,7 @@ class Run:
     def _write_log(self, out, start, whole):
         """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""
         try:
-            with open(self._folder.main_log(), "rb") as log:
+            with open(self._streamed_log(), "rb") as log:
                 log.seek(start)
                 text = log.read()
         except FileNotFoundError:
@@ -235,6 +240,24 @@ class Run:
 
     def get_tags(self):
         return self._folder.tags()
+
+    @property
+    def tags(self):
+        return self.get_tags()
+
+    def add_properties(self, properties):
+        """Add properties ({name: value}); as on Azure, a property that is set keeps its first value."""
+        if not isinstance(properties, dict):
+            raise UserErrorException(f"properties must be a dict, not {type(properties).__name__}")
+        for key, value in properties.items():
+            self._folder.add_property(key, value)
+
+    def get_properties(self):
+        return self._folder.properties()
+
+    @property
+    def properties(self):
+        return self.get_properties()
 
     def get_file_names(self):
         return self._folder.file_names()
@@ -296,6 +319,12 @@ def metric_name(name):
     if not isinstance(name, str) or not name:
         raise UserErrorException(f"A metric's name is a non-empty string, not {name!r}")
     return name
+
+
+def metric_values(logged):
+    """The numeric values of a metric as get_metrics() returns it (a value, or a list), as a list of floats."""
+    values = logged if isinstance(logged, list) else [] if logged is None else [logged]
+    return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
 def copy_out(source, target):

@@ -74,6 +74,15 @@ def append_record(path, record):
         os.close(fd)
 
 
+def append_line(path, text):
+    """Append one line of text, as append_record() does a record."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def read_records(path):
     """The records append_record() wrote, in order.
 

@@ -1,21 +1,34 @@
-"""RunDetails: a live view of a run (status, metrics, the log's tail) in ipywidgets 7.
+"""RunDetails: a live view of a run or a sweep in ipywidgets 7.
 
-It calls only the public Run API (get_details_with_logs, get_metrics), so it shows an Azure
-run as well as an offline one: in JupyterLab 4 and Notebook 7, where azureml-widgets' own
-RunDetails does not render, it is the live view for Azure runs too. Front ends without
-widgets get a line that names the run (outside IPython, its status and metrics are printed).
+A run: its status, its metrics (latest values, and a chart of those logged more than once) and its log's tail.
+A sweep (a HyperDriveRun): its status, a table of its children (status, hyperparameters, latest and best primary
+metric) and a chart of the primary metric of each child, interval by interval.
+
+It calls only the public Run API (get_details_with_logs, get_metrics, get_children, get_properties,
+get_hyperparameters), so it shows an Azure run as well as an offline one: in JupyterLab 4 and Notebook 7,
+where azureml-widgets' own RunDetails does not render, it is the live view for Azure runs too. Front ends
+without widgets get a line that names the run (outside IPython, its status and metrics are printed).
 """
 import html
+import io
+import json
 import threading
 import time
 
 import ipywidgets
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .run import metric_values
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 POLL_SECONDS = 1.5
 LOG_TAIL_LINES = 15
+MAX_CHARTED_METRICS = 4  # of a run, side by side
+CHART_INCHES, CHART_DPI = (4.2, 3), 90  # each chart's size
+CHART_WIDTH_PIXELS = int(CHART_INCHES[0] * CHART_DPI)
 
 
 class RunDetails:
@@ -23,10 +36,14 @@ class RunDetails:
 
     def __init__(self, run_instance):
         self._run = run_instance
+        self._is_sweep = hasattr(run_instance, "get_children_sorted_by_primary_metric")
         self._header = ipywidgets.HTML()
         self._metrics = ipywidgets.HTML()
+        # A PNG drawn here, not a plot in an Output widget: setting a value updates from any thread.
+        self._chart = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
+        self._charted = None  # what the chart shows, to redraw it only when that changes
         self._log = ipywidgets.Textarea(layout=ipywidgets.Layout(width="100%", height="16em"), disabled=True)
-        self.widget = ipywidgets.VBox([self._header, self._metrics, self._log])
+        self.widget = ipywidgets.VBox([self._header, self._metrics, self._chart, self._log])
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def show(self, render_lib=None, widget_settings=None):
@@ -43,20 +60,37 @@ class RunDetails:
             display({"application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
                 # Plain text cannot update: name the run rather than a status that is stale at once.
-                "text/plain": f"Live view of run {self._run.id} (needs a front end with widgets; "
-                              "run.wait_for_completion(show_output=True) streams its log)"}, raw=True)
+                "text/plain": f"Live view of {'sweep' if self._is_sweep else 'run'} {self._run.id} (needs a front "
+                              "end with widgets; run.wait_for_completion(show_output=True) streams its log)"}, raw=True)
         else:
             print(self._text(state))
         if state["status"] not in TERMINAL_STATES:
             self._thread.start()
 
     def get_widget_data(self, widget_settings=None):
-        """What the view shows: run id, status, metrics, and the tail of the newest log."""
+        """What the view shows: run id, status, the tail of the newest log, and the metrics of the run,
+        or, for a sweep, its children and its primary metric."""
         details = self._run.get_details_with_logs()
         logs = list(details.get("logFiles", {}).values())
         tail = logs[-1].splitlines()[-LOG_TAIL_LINES:] if logs else []
-        return {"run_id": self._run.id, "status": details["status"], "metrics": self._run.get_metrics(),
-                "log_tail": "\n".join(tail)}
+        state = {"run_id": self._run.id, "status": details["status"], "log_tail": "\n".join(tail)}
+        if self._is_sweep:
+            state.update(self._sweep_data())
+        else:
+            state["metrics"] = self._run.get_metrics()
+        return state
+
+    def _sweep_data(self):
+        primary = json.loads(self._run.get_properties()["primary_metric_config"])
+        hyperparameters = self._run.get_hyperparameters()
+        children = []
+        for child in self._run.get_children():
+            values = metric_values(child.get_metrics(primary["name"]).get(primary["name"]))
+            best = (max if primary["goal"] == "maximize" else min)(values) if values else None
+            children.append({"run_id": child.id, "status": child.get_status(),
+                             "hyperparameters": json.loads(hyperparameters.get(child.id, "{}")),
+                             "values": values, "latest": values[-1] if values else None, "best": best})
+        return {"primary_metric": primary, "children": children}
 
     def _poll(self):
         while True:
@@ -70,17 +104,67 @@ class RunDetails:
                 return
 
     def _render(self, state):
-        self._header.value = (f"<b>Run</b> {html.escape(state['run_id'])} &nbsp; "
+        self._header.value = (f"<b>{'Sweep' if self._is_sweep else 'Run'}</b> {html.escape(state['run_id'])} &nbsp; "
                               f"<b>Status</b> {html.escape(state['status'])}")
-        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(_latest(value))}</td></tr>"
-                       for name, value in state["metrics"].items())
-        self._metrics.value = f"<table><tr><th>Metric</th><th>Latest</th></tr>{rows}</table>" if rows else ""
+        if self._is_sweep:
+            self._metrics.value = children_table(state)
+            name = state["primary_metric"]["name"]
+            series = {child["run_id"].rpartition("_")[2]: child["values"] for child in state["children"]}
+            self._draw({name: series}, legend_title="child")
+        else:
+            rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(_latest(value))}</td></tr>"
+                           for name, value in state["metrics"].items())
+            self._metrics.value = f"<table><tr><th>Metric</th><th>Latest</th></tr>{rows}</table>" if rows else ""
+            curves = {name: {"": metric_values(value)} for name, value in state["metrics"].items()
+                      if isinstance(value, list) and len(metric_values(value)) > 1}
+            self._draw(dict(list(curves.items())[:MAX_CHARTED_METRICS]))
         self._log.value = state["log_tail"]
 
-    @staticmethod
-    def _text(state):
+    def _draw(self, charts, legend_title=None):
+        """Draw `charts` ({title: {label: values}}) side by side, if they changed; nothing to draw hides the chart."""
+        if charts == self._charted:
+            return
+        self._charted = charts
+        self._chart.value = chart_png(charts, legend_title) if charts and any(
+            values for series in charts.values() for values in series.values()) else b""
+        self._chart.width = str(CHART_WIDTH_PIXELS * len(charts))  # its own size: front ends may stretch it
+        self._chart.layout.display = None if self._chart.value else "none"
+
+    def _text(self, state):
+        if self._is_sweep:
+            lines = [f"  {child['run_id']}: {child['status']}, best {_number(child['best'])}"
+                     for child in state["children"]]
+            return f"Sweep {state['run_id']}: {state['status']}" + "".join(f"\n{line}" for line in lines)
         metrics = "".join(f"\n  {name}: {_latest(value)}" for name, value in state["metrics"].items())
         return f"Run {state['run_id']}: {state['status']}{metrics}"
+
+
+def children_table(state):
+    """The sweep's children as an HTML table, in the order they were started."""
+    names = list(dict.fromkeys(name for child in state["children"] for name in child["hyperparameters"]))
+    metric = html.escape(state["primary_metric"]["name"])
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in ["Child", "Status", *names]) + \
+        f"<th>{metric} (latest)</th><th>{metric} (best)</th>"
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_number(cell))}</td>" for cell in [
+            child["run_id"].rpartition("_")[2], child["status"],
+            *(child["hyperparameters"].get(name, "") for name in names), child["latest"], child["best"]]) + "</tr>"
+        for child in state["children"])
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def chart_png(charts, legend_title=None):
+    """PNG bytes of one line chart per entry of `charts` ({title: {label: values by interval}})."""
+    figure = Figure(figsize=(CHART_INCHES[0] * len(charts), CHART_INCHES[1]), dpi=CHART_DPI, layout="constrained")
+    for axes, (title, series) in zip(figure.subplots(1, len(charts), squeeze=False)[0], charts.items()):
+        for label, values in series.items():
+            axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label or None)
+        axes.set(title=title, xlabel="interval (each value logged)")
+        if legend_title and series:
+            axes.legend(title=legend_title, fontsize="small", ncols=2)
+    png = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(png)
+    return png.getvalue()
 
 
 def _latest(value):
@@ -91,4 +175,6 @@ def _latest(value):
 
 
 def _number(value):
+    if value is None:
+        return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

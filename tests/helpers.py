@@ -1,10 +1,18 @@
-"""What several test modules share: the repository's path, and waiting for processes and files."""
+"""What several test modules share: the repository's path, waiting for processes and files, running the lessons
+under nbval, and a sweep of a stand-in script."""
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
 
+import nbformat
 from azureml.core import Environment, ScriptRunConfig
+from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal
+
+from azureml_offline.sweep import THREAD_VARIABLES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,3 +61,70 @@ def processes_with(text):
             except OSError:
                 continue
     return pids
+
+
+# The lessons
+
+SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
+
+
+def layout(folder, *notebooks):
+    """The notebooks ((name, content) pairs) and the repository files they read (../chainer_mnist.py,
+    ../job-environment.yml); the paths of the notebooks."""
+    for name in ("chainer_mnist.py", "job-environment.yml"):
+        shutil.copy(REPO / name, folder / name)
+    (folder / "notebooks").mkdir()
+    for name, notebook in notebooks:
+        nbformat.write(notebook, folder / "notebooks" / name)
+    return [folder / "notebooks" / name for name, _ in notebooks]
+
+
+def offline_env(workspace, mnist_dir):
+    return dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(workspace), MNIST_DIR=str(mnist_dir))
+
+
+def nbval(paths, env):
+    """nbval on the notebooks, in this order, each in a kernel of its own."""
+    command = [sys.executable, "-m", "pytest", "--nbval", *(path.name for path in paths), "--nbval-current-env",
+               "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
+    return subprocess.run(command, cwd=paths[0].parent, env=env, capture_output=True, text=True, timeout=600)
+
+
+def code_cell(notebook, containing):
+    return next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and containing in c.source)
+
+
+# Sweeps
+
+# Logs --values (comma-separated) as the primary metric, --seconds apart, then exits with --exit. It writes its
+# pid to $PID_DIR/<pid> if PID_DIR is set, and prints its thread settings. Only the offline backend is imported
+# (not the SDK, which takes seconds), to keep each child quick.
+STAND_IN = """
+import argparse, os, sys, time
+from azureml_offline.backend import RUN_DIR_VARIABLE, RunFolder
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--values", default="")
+parser.add_argument("--seconds", type=float, default=0.0)
+parser.add_argument("--exit", type=int, default=0)
+parser.add_argument("--metric", default="Accuracy")
+args = parser.parse_args()
+if os.environ.get("PID_DIR"):
+    open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w").close()
+print(" ".join(f"{name}={os.environ.get(name)}" for name in THREADS), flush=True)
+run = RunFolder(os.environ[RUN_DIR_VARIABLE])
+for value in filter(None, args.values.split(",")):
+    time.sleep(args.seconds)
+    run.append_metric({"name": args.metric, "value": float(value)})
+sys.exit(args.exit)
+""".replace("THREADS", repr(THREAD_VARIABLES))
+
+
+def sweep_config(tmp_path, space, sampling=GridParameterSampling, target="cpu-cluster", arguments=(), **settings):
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "src" / "train.py").write_text(STAND_IN)
+    src = ScriptRunConfig(str(tmp_path / "src"), "train.py", arguments=list(arguments))
+    src.run_config.target = target
+    settings = {"primary_metric_name": "Accuracy", "primary_metric_goal": PrimaryMetricGoal.MAXIMIZE,
+                "max_total_runs": 4, **settings}
+    return HyperDriveConfig(run_config=src, hyperparameter_sampling=sampling(space), **settings)

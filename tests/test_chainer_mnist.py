@@ -66,10 +66,24 @@ def test_logs_metrics_to_the_run(mnist_dir, tmp_path, monkeypatch):
     logged = []
     monkeypatch.setattr(type(Run.get_context()), "log", lambda self, name, value, *a, **k: logged.append(name))
     train(mnist_dir, tmp_path, "--epochs", "2")
-    for name in ("Batch size", "Epochs", "Units"):
+    for name in ("Batch size", "Epochs", "Units", "Learning rate"):
         assert logged.count(name) == 1
     for name in ("Loss", "Accuracy", "Train loss", "Train accuracy"):
         assert logged.count(name) == 2
+
+
+@pytest.mark.parametrize("args, lr", [([], 0.001), (["--lr", "0.01"], 0.01)])
+def test_lr_is_adams_first_step_size_which_still_decays_linearly(mnist_dir, tmp_path, monkeypatch, args, lr):
+    step_sizes = []
+    real_train = chainer_mnist.train
+
+    def spy(model, optimizer, x, t, order, batchsize, alpha_at):
+        step_sizes.append([alpha_at(0), alpha_at(len(x) // batchsize)])  # 2000 / 50: one epoch's steps
+        return real_train(model, optimizer, x, t, order, batchsize, alpha_at)
+
+    monkeypatch.setattr(chainer_mnist, "train", spy)
+    assert train(mnist_dir, tmp_path, "--epochs", "2", *args)["lr"] == lr
+    assert step_sizes[0] == pytest.approx([lr, lr / 2])  # halfway through a 2-epoch run: half the step size
 
 
 def test_same_seed_same_model_other_seed_other_model(mnist_dir, tmp_path):
@@ -285,6 +299,8 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--batchsize", "0"], "--batchsize must be at least 1"),
     (["--unit", "-5"], "--unit must be at least 1"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
     (["--device", "gpu"], "invalid int value"),
     (["--device", "-2"], "-1 (CPU) or a GPU number expected"),
     (["--data-dir", "/nonexistent"], "data folder /nonexistent does not exist"),

@@ -1,64 +1,44 @@
-"""The tutorial notebook, run cell by cell against the offline workspace.
+"""Lessons 1 and 2, run cell by cell against the offline workspace.
 
-nbval re-executes the committed notebook in strict mode and compares each cell's output with the committed one
-(real MNIST there, the tests' small data set here): tests/nbval_sanitize.cfg masks only what truly varies.
+nbval re-executes the committed notebooks in strict mode, in their order and in one workspace as `make tutorial`
+does, and compares each cell's output with the committed one (real MNIST there, the tests' small data set here):
+tests/nbval_sanitize.cfg masks only what truly varies.
 """
 import os
 import re
-import shutil
-import subprocess
-import sys
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from helpers import REPO
+from azureml_offline.backend import WorkspaceFolder
+from helpers import REPO, code_cell, layout, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
-SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
-
-
-def layout(folder, notebook, name=NOTEBOOK.name):
-    """The notebook and the repository files it reads (../chainer_mnist.py, ../job-environment.yml)."""
-    for file in ("chainer_mnist.py", "job-environment.yml"):
-        shutil.copy(REPO / file, folder / file)
-    (folder / "notebooks").mkdir()
-    path = folder / "notebooks" / name
-    nbformat.write(notebook, path)
-    return path
-
-
-def offline_env(workspace, mnist_dir):
-    return dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(workspace), MNIST_DIR=str(mnist_dir))
-
-
-def nbval(path, env):
-    command = [sys.executable, "-m", "pytest", "--nbval", path.name, "--nbval-current-env",
-               "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
-    return subprocess.run(command, cwd=path.parent, env=env, capture_output=True, text=True, timeout=600)
-
-
-def code_cell(notebook, containing):
-    return next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and containing in c.source)
+# Lesson 2 tunes what lesson 1 set up, in the same workspace, as make tutorial runs them. Lessons 3 and 4 have
+# tests of their own (test_notebook_deploy.py, test_notebook_distributed.py) that lay out what each needs.
+LESSONS = [NOTEBOOK, REPO / "notebooks" / "02-tune-hyperparameters.ipynb"]
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, mnist_dir):
     folder = tmp_path_factory.mktemp("tutorial")
     env = offline_env(folder / "workspace", mnist_dir)
-    path = layout(folder, nbformat.read(NOTEBOOK, as_version=4))
-    return path, env, nbval(path, env)
+    paths = layout(folder, *((path.name, nbformat.read(path, as_version=4)) for path in LESSONS))
+    return paths[0], env, nbval(paths, env)
 
 
-def test_committed_notebook_passes_nbval_strict(first_run):
+def test_committed_notebooks_pass_nbval_strict_in_order_in_one_workspace(first_run):
     _, _, result = first_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout
 
 
-def test_clean_rerun_finds_the_cluster_and_registers_version_2(first_run):
+def test_clean_rerun_finds_the_cluster_and_registers_the_next_version(first_run):
     path, env, _ = first_run
+    # Lesson 1's model and the best of lesson 2's sweep, at least, are registered already.
+    registered = len(WorkspaceFolder(env["AZUREML_OFFLINE_DIR"]).model_versions("chainer-dnn-mnist"))
+    assert registered >= 2
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
 
@@ -66,7 +46,7 @@ def test_clean_rerun_finds_the_cluster_and_registers_version_2(first_run):
         return "".join(o.get("text", "") for o in notebook.cells[code_cell(notebook, containing)].outputs)
 
     assert "Found the existing cluster gpu-cluster" in text("from azureml.core.compute import")
-    assert "Registered chainer-dnn-mnist version 2" in text("model = run.register_model(")
+    assert f"Registered chainer-dnn-mnist version {registered + 1}" in text("model = run.register_model(")
     # The first run's evaluation imported the script from the project folder: it left no bytecode there.
     assert text("shutil.copy(") == "['chainer_mnist.py']\n"
     assert sorted(os.listdir(path.parent / "chainer-mnist")) == ["chainer_mnist.py"]
@@ -80,7 +60,7 @@ def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mni
     raising = code_cell(notebook, "model = run.register_model(")
     notebook.cells[raising].source = notebook.cells[raising].source.replace("outputs/model.npz", "outputs/missing.npz")
 
-    result = nbval(layout(tmp_path, notebook), offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", mnist_dir))
 
     failed = {int(n) for n in re.findall(r"^FAILED .*::Cell (\d+)", result.stdout, re.MULTILINE)}
     code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]

@@ -14,8 +14,7 @@ import nbformat
 from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
 from azureml_offline.workspace import Workspace
-from helpers import REPO
-from test_notebook import nbval, offline_env
+from helpers import REPO, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "03-deploy-web-service.ipynb"
 
@@ -33,7 +32,7 @@ def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
     (tmp_path / "notebooks").mkdir()
     path = shutil.copy(NOTEBOOK, tmp_path / "notebooks")
 
-    result = nbval(tmp_path / "notebooks" / NOTEBOOK.name, offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval([tmp_path / "notebooks" / NOTEBOOK.name], offline_env(tmp_path / "workspace", mnist_dir))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout

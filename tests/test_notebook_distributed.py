@@ -3,15 +3,14 @@ import re
 
 import nbformat
 
-from helpers import REPO
-from test_notebook import code_cell, layout, nbval, offline_env
+from helpers import REPO, code_cell, layout, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "04-distributed-training.ipynb"
 
 
 def test_committed_distributed_lesson_passes_nbval_strict(tmp_path, mnist_dir):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    result = nbval(layout(tmp_path, notebook, NOTEBOOK.name), offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", mnist_dir))
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout
 

@@ -5,9 +5,10 @@ import pytest
 from azureml.core import Experiment, Model, Run, Workspace
 from azureml.core.compute import AmlCompute
 from azureml.core.webservice import AciWebservice, LocalWebservice, Webservice
+from azureml.train.hyperdrive import HyperDriveRun
 from azureml.widgets import RunDetails
 
-from azureml_offline import compute, experiment, model, run, webservice, widgets, workspace
+from azureml_offline import compute, experiment, hyperdrive, model, run, webservice, widgets, workspace
 
 PAIRS = [
     (workspace.Workspace, Workspace),
@@ -19,6 +20,7 @@ PAIRS = [
     (webservice.Webservice, Webservice),
     (webservice.AciWebservice, AciWebservice),
     (webservice.LocalWebservice, LocalWebservice),
+    (hyperdrive.HyperDriveRun, HyperDriveRun),
 ]
 
 
@@ -84,6 +86,14 @@ CALLED = [
     (webservice.LocalWebservice, LocalWebservice, "update", set()),
     (widgets.RunDetails, RunDetails, "__init__", set()),
     (widgets.RunDetails, RunDetails, "show", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "__init__", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_children_sorted_by_primary_metric", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_best_run_by_primary_metric", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_hyperparameters", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_metrics", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "cancel", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "wait_for_completion", set()),
+    (hyperdrive.HyperDriveRun, HyperDriveRun, "get_children", {"properties", "type"}),
 ]
 
 

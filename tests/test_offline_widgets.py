@@ -6,7 +6,9 @@ from azureml.core import ScriptRunConfig
 from azureml_offline import widgets
 from azureml_offline.experiment import Experiment
 from azureml_offline.workspace import Workspace
-from helpers import eventually
+from helpers import eventually, sweep_config
+
+PNG = b"\x89PNG"
 
 # Logs a metric, then waits for the test's go-ahead, so the view is seen mid-run.
 SCRIPT = """
@@ -37,11 +39,13 @@ def test_run_details_updates_while_the_run_goes_and_stops_when_it_ends(tmp_path,
 
     eventually(showing_the_first_loss)
     assert "Running" in details._header.value and details._thread.is_alive()
+    assert details._chart.value == b""  # one value is no curve yet
     (tmp_path / "go").touch()
     details._thread.join(timeout=30)
     assert not details._thread.is_alive()  # it stopped polling
     assert "Completed" in details._header.value
     assert "0.25 (2 values)" in details._metrics.value and "done" in details._log.value
+    assert details._chart.value.startswith(PNG) and details._charted == {"Loss": {"": [0.5, 0.25]}}
     state = details.get_widget_data()
     assert (state["status"], state["metrics"]) == ("Completed", {"Loss": [0.5, 0.25]})
 
@@ -79,3 +83,33 @@ def test_the_view_keeps_polling_after_an_error(monkeypatch, capsys):
     shown = []
     widgets.RunDetails(FlakyRun()).show(render_lib=shown.append)  # e.g. Databricks' displayHTML
     assert "flaky" in shown[0] and "line" in shown[0]
+
+
+def test_a_sweeps_view_shows_its_children_and_a_chart_of_the_primary_metric_while_it_runs(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from azureml.core.compute import AmlCompute
+    from azureml.train.hyperdrive import GridParameterSampling, choice
+
+    from azureml_offline.compute import ComputeTarget
+
+    monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path / "ws"))
+    monkeypatch.setattr(widgets, "POLL_SECONDS", 0.2)
+    workspace = Workspace.from_config()
+    ComputeTarget.create(workspace, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="D2", max_nodes=2))
+    config = sweep_config(tmp_path, {"--values": choice("0.5,0.6,0.7", "0.8,0.9")}, sampling=GridParameterSampling,
+                          arguments=["--seconds", "0.4"], max_total_runs=2)
+    run = Experiment(workspace, "sweep").submit(config)
+    details = widgets.RunDetails(run)
+    details.show()
+    assert f"Sweep {run.id}: " in capsys.readouterr().out
+
+    def charting_a_running_child():
+        return "<td>Running</td>" in details._metrics.value and details._chart.value.startswith(PNG)
+
+    eventually(charting_a_running_child)
+    assert "Sweep" in details._header.value and "<th>--values</th>" in details._metrics.value
+    details._thread.join(timeout=60)
+    assert "Completed" in details._header.value
+    assert "<td>1</td><td>Completed</td><td>0.8,0.9</td><td>0.9</td><td>0.9</td>" in details._metrics.value
+    assert details._charted == {"Accuracy": {"0": [0.5, 0.6, 0.7], "1": [0.8, 0.9]}}
+    assert "Best child run" in details._log.value  # the tail of the sweep's log

@@ -1,0 +1,233 @@
+"""A sweep's driver: `python -m azureml_offline.sweep <parent run folder> <submitter pid> <lock fd>`.
+
+One process per sweep, started by hyperdrive.submit(), like a run's runner. It samples hyperparameters
+(sampling.py), submits each child as an ordinary run with its own runner, applies the early termination
+policy to the primary metric the children log (policies.py), keeps max_concurrent_runs of them going with
+the machine's cores shared out, and records the best child. Cancelling the parent, or the notebook's
+kernel going away, cancels every child; were the driver itself killed, each child's runner sees its
+parent gone and stops its script.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+from azureml.core.script_run_config import ScriptRunConfig
+
+from . import policies, sampling, store
+from .backend import RunFolder, WorkspaceFolder
+from .experiment import Experiment
+from .hyperdrive import BEST_CHILD_TABLE, HyperDriveRun
+from .run import TERMINAL_STATES, metric_values
+from .workspace import Workspace
+
+POLL_SECONDS = 0.25
+# Each of a child's thread pools is sized by one of these: together, concurrent children use the machine's cores.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+class Child:
+    """One child run as the driver follows it."""
+
+    def __init__(self, index, run, parameters):
+        self.index, self.run, self.parameters = index, run, parameters
+        self.values = []  # of the primary metric, as logged
+        self.evaluated = 0  # intervals the policy has looked at
+        self.status = "Queued"
+        self.stopped_by_policy = False
+
+    @property
+    def ended(self):
+        return self.status in TERMINAL_STATES
+
+
+class Sweep:
+    """The sweep recorded in the parent run folder `folder`, driven to its end by run()."""
+
+    def __init__(self, folder):
+        workspace, experiment_name, _ = WorkspaceFolder.of_run(folder.path)
+        self.experiment = Experiment(Workspace._at(workspace), experiment_name)
+        self.parent = HyperDriveRun._open(self.experiment, folder)
+        definition = folder.definition()
+        self.settings = definition["hyperdrive"]
+        self.template = definition["runDefinition"]
+        metric = self.settings["primary_metric_config"]
+        self.metric, self.maximize = metric["name"], metric["goal"] == "maximize"
+        self.policy = self.settings["policy_config"]
+        self.sampler = sampling.sampler(self.settings["generator_config"], metric["goal"])
+        self.children = []
+        self.best, self.best_value = None, None  # the Child with the best primary metric so far, and that value
+        self.log_file = folder.sweep_log
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, source, message):
+        """An entry of the sweep's log, in HyperDrive's format."""
+        store.append_line(self.log_file, f"<START>[{store.utc_now()}][{source}][INFO]{message}<END>")
+
+    def run(self, stop_requested):
+        """Start, watch and stop children until the sweep ends; return its final status record."""
+        sampling_name = self.settings["generator_config"]["name"]
+        space = self.settings["generator_config"]["parameter_space"]
+        self.log("API", f"Sweep {self.parent.id}: {sampling_name} sampling of {', '.join(space)}; policy "
+                        f"{self.policy['name']}; primary metric {self.metric} ({'maximize' if self.maximize else 'minimize'}); "
+                        f"{self.settings['max_total_runs']} runs, {self.settings['max_concurrent_runs']} at a time")
+        self.share_cores()
+        deadline = time.monotonic() + 60 * self.settings["max_duration_minutes"]
+        exhausted = False
+        while True:
+            if stop_requested():
+                self.log("CONTROLLER", "The sweep was canceled: canceling its running children")
+                self.stop_children()
+                return {"status": "Canceled"}
+            if time.monotonic() > deadline:
+                self.log("CONTROLLER", f"max_duration_minutes ({self.settings['max_duration_minutes']}) reached: "
+                                       "canceling the running children")
+                self.stop_children()
+                break
+            self.watch()
+            while not exhausted and self.running() < self.settings["max_concurrent_runs"] \
+                    and len(self.children) < self.settings["max_total_runs"]:
+                parameters = self.sampler.sample()
+                if parameters is None:
+                    exhausted = True
+                    self.log("GENERATOR", f"All {len(self.children)} points of the grid are taken")
+                else:
+                    self.start_child(parameters)
+            if not self.running() and (exhausted or len(self.children) >= self.settings["max_total_runs"]):
+                break
+            time.sleep(POLL_SECONDS)
+        self.watch()
+        return self.finish()
+
+    def share_cores(self):
+        """Concurrent children share this machine's cores: each gets cores // max_concurrent_runs threads."""
+        cores = len(os.sched_getaffinity(0))
+        threads = max(1, cores // self.settings["max_concurrent_runs"])
+        os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})  # inherited by each child
+        self.log("SCHEDULER", f"Each child runs {threads} thread(s) per pool ({', '.join(THREAD_VARIABLES)}): "
+                              f"{cores} cores, {self.settings['max_concurrent_runs']} children at a time")
+
+    def running(self):
+        return sum(not child.ended for child in self.children)
+
+    def start_child(self, parameters):
+        """Submit child number len(children) with `parameters` appended to the script's arguments."""
+        index = len(self.children)
+        run_id = f"{self.parent.id}_{index}"
+        arguments = []
+        for name, value in parameters.items():
+            arguments += [name if name.startswith("-") else f"--{name}", argument(value)]
+        config = ScriptRunConfig(source_directory=str(self.parent._folder.snapshot), script=self.template["script"],
+                                 arguments=self.template["arguments"])
+        config.run_config.target = self.parent.get_details()["target"]
+        config.run_config.environment.name = self.template["environment"]
+        # The parent's tags hold each child's hyperparameters, which get_hyperparameters() reads, as on Azure.
+        self.parent.tag(run_id, json.dumps(parameters))
+        run = self.experiment._submit_script(config, None, run_id=run_id, parent_id=self.parent.id,
+                                             arguments=arguments)
+        self.children.append(Child(index, run, parameters))
+        self.log("GENERATOR", f"{run_id}: {json.dumps(parameters)}")
+
+    def watch(self):
+        """Read each running child's status and primary metric; apply the policy to each new interval."""
+        for child in self.children:
+            if not child.ended:
+                child.status = child.run.get_status()  # before the metrics: an ended run has logged all of them
+                child.values = metric_values(child.run.get_metrics(self.metric).get(self.metric))
+        histories = {child.run.id: child.values for child in self.children}
+        for child in self.children:
+            for interval in range(child.evaluated + 1, len(child.values) + 1):
+                child.evaluated = interval
+                reason = None if child.ended or child.stopped_by_policy else \
+                    policies.reason_to_stop(self.policy, self.maximize, histories, child.run.id, interval)
+                if reason:
+                    child.stopped_by_policy = True
+                    child.run._folder.request_cancel()  # its runner stops the script at once: Canceled
+                    self.log("ENFORCER", f"Canceling {child.run.id} at interval {interval} "
+                                         f"({self.policy['name']} policy): {reason}")
+                    break
+            if child.ended and child.run._runner is not None:
+                child.run._runner.wait()  # it has written the status and is exiting: reap it
+                child.run._runner = None
+                self.sampler.tell(child.index, best_of(child.values, self.maximize))
+                if child.status == "Failed":
+                    error = child.run.get_details().get("error", {}).get("error", {}).get("message", "")
+                    self.log("CONTROLLER", f"{child.run.id} Failed; the sweep goes on. {error}")
+        self.record_best(final=False)
+
+    def record_best(self, final):
+        """Log the best child so far to the parent's BEST_CHILD_TABLE when it changes (and once, final)."""
+        scored = [child for child in self.children if child.values]
+        if not scored:
+            return
+        pick = max if self.maximize else min
+        best = pick(scored, key=lambda child: best_of(child.values, self.maximize))
+        value = best_of(best.values, self.maximize)
+        if final or best is not self.best or value != self.best_value:
+            self.best, self.best_value = best, value
+            self.parent.log_row(BEST_CHILD_TABLE, metric_name=self.metric, timestamp=store.utc_now(),
+                                run_id=best.run.id, metric_value=value, final=final)
+
+    def stop_children(self):
+        """Cancel every running child and wait until each has ended."""
+        for child in self.children:
+            if not child.ended:
+                child.run._folder.request_cancel()
+        for child in self.children:
+            if not child.ended:
+                child.run.cancel()  # waits for its runner to end it
+                child.status = child.run.get_status()
+
+    def finish(self):
+        """Record the best child and end the sweep: Completed, or Failed if every child failed."""
+        self.record_best(final=True)
+        counts = {status: sum(child.status == status for child in self.children) for status in TERMINAL_STATES}
+        by_policy = sum(child.stopped_by_policy and child.status == "Canceled" for child in self.children)
+        summary = (f"{len(self.children)} child runs: {counts['Completed']} completed, {counts['Canceled']} canceled "
+                   f"({by_policy} by the policy), {counts['Failed']} failed")
+        if self.best is not None:
+            self.parent.add_properties({"best_child_run_id": self.best.run.id, "score": str(self.best_value)})
+            self.log("CONTROLLER", f"Best child run: {self.best.run.id}, {self.metric} {self.best_value:.4g}; "
+                                   f"{summary}")
+        else:
+            self.log("CONTROLLER", f"No child logged {self.metric}; {summary}")
+        if self.children and counts["Failed"] == len(self.children):
+            first = self.children[0].run.get_details().get("error", {}).get("error", {}).get("message", "")
+            return {"status": "Failed", "error": {"error": {
+                "code": "UserError", "message": f"All {len(self.children)} child runs failed; the first: {first}"}}}
+        return {"status": "Completed"}
+
+
+def argument(value):
+    """A hyperparameter as a command-line argument. Azure passes strings; an integral float (quniform's 64.0)
+    was seen passed as '64', which a script's int argument accepts."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def best_of(values, maximize):
+    return (max if maximize else min)(values) if values else None
+
+
+def main(folder, submitter_pid):
+    # Terminating the driver cancels the sweep, as terminating a runner cancels its run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: folder.request_cancel())
+    status = {"status": "Running", "startTimeUtc": store.utc_now(), "runnerPid": os.getpid()}
+    folder.write_status(status)
+    sweep = None
+    try:
+        sweep = Sweep(folder)
+        status.update(sweep.run(lambda: folder.cancel_requested() or os.getppid() != submitter_pid))
+    except BaseException as error:  # a bug here must still end the sweep and its children
+        status.update(status="Failed", error={"error": {"code": "SystemError", "message": f"sweep driver: {error!r}"}})
+        if sweep is not None:
+            sweep.stop_children()
+    status["endTimeUtc"] = store.utc_now()
+    folder.write_status(status)
+
+
+if __name__ == "__main__":
+    driver_lock = int(sys.argv[3])  # held, never used: it is closed when this process ends
+    main(RunFolder(sys.argv[1]), int(sys.argv[2]))
