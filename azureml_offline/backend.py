@@ -426,6 +426,8 @@ class RunFolder:
     def main_log(self):
         """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
         return self.log(None if self.process_count() is None else 0)
+
+    @property
     def sweep_log(self):
         """A sweep's log, written by its driver (what the parent run streams)."""
         return self.files / SWEEP_LOG

@@ -135,7 +135,7 @@ class HyperDriveRun(Run):
 
     def _streamed_log(self):
         """What show_output streams for a sweep: its driver's log, as Azure's azureml-logs/hyperdrive.txt."""
-        return self._folder.sweep_log()
+        return self._folder.sweep_log
 
     def __init__(self, experiment, run_id, hyperdrive_config=None, **kwargs):
         if not isinstance(run_id, str):

@@ -77,9 +77,9 @@ def test_lr_is_adams_first_step_size_which_still_decays_linearly(mnist_dir, tmp_
     step_sizes = []
     real_train = chainer_mnist.train
 
-    def spy(model, optimizer, x, t, order, batchsize, alpha_at):
+    def spy(model, optimizer, x, t, order, batchsize, alpha_at, *share):
         step_sizes.append([alpha_at(0), alpha_at(len(x) // batchsize)])  # 2000 / 50: one epoch's steps
-        return real_train(model, optimizer, x, t, order, batchsize, alpha_at)
+        return real_train(model, optimizer, x, t, order, batchsize, alpha_at, *share)
 
     monkeypatch.setattr(chainer_mnist, "train", spy)
     assert train(mnist_dir, tmp_path, "--epochs", "2", *args)["lr"] == lr
