@@ -55,6 +55,15 @@ def rank_pids(folder, ranks):
     return [int((folder / f"{rank}.pid").read_text()) for rank in range(ranks)]
 
 
+def submit_stuck(workspace, tmp_path, how, ranks=2, source=STUCK):
+    """Submit STUCK in `ranks` ranks, rank 1 doing `how`; (the run, the ranks' pids) once every rank has started."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    config = script_config(tmp_path / "src", source, [pids, how], distributed_job_config=mpi_job(ranks))
+    run = Experiment(workspace, "mpi").submit(config)
+    return run, rank_pids(pids, ranks)
+
+
 def test_a_plain_mpi4py_script_runs_in_two_ranks_with_their_logs_and_outputs(fresh_workspace, tmp_path, capsys):
     config = script_config(tmp_path / "src", PLAIN_MPI4PY, distributed_job_config=mpi_job(2))
     run = Experiment(fresh_workspace, "mpi").submit(config)
@@ -75,11 +84,7 @@ def test_a_plain_mpi4py_script_runs_in_two_ranks_with_their_logs_and_outputs(fre
 
 
 def test_a_failing_rank_fails_the_run_and_stops_the_rank_waiting_for_it(fresh_workspace, tmp_path):
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    config = script_config(tmp_path / "src", STUCK, [pids, "fail"], distributed_job_config=mpi_job(2))
-    run = Experiment(fresh_workspace, "mpi").submit(config)
-    ranks = rank_pids(pids, 2)
+    run, ranks = submit_stuck(fresh_workspace, tmp_path, "fail")
     with pytest.raises(ActivityFailedException, match="rank 1: ValueError: rank 1 breaks"):
         run.wait_for_completion()
     assert run.get_status() == "Failed"
@@ -89,11 +94,7 @@ def test_a_failing_rank_fails_the_run_and_stops_the_rank_waiting_for_it(fresh_wo
 
 def test_a_rank_killed_by_a_signal_fails_the_run_and_stops_the_others(fresh_workspace, tmp_path):
     """As when the kernel's OOM killer takes a rank: it has no chance to abort the job itself."""
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    config = script_config(tmp_path / "src", STUCK, [pids, "sleep"], distributed_job_config=mpi_job(2))
-    run = Experiment(fresh_workspace, "mpi").submit(config)
-    ranks = rank_pids(pids, 2)
+    run, ranks = submit_stuck(fresh_workspace, tmp_path, "sleep")
     os.kill(ranks[1], signal.SIGKILL)
     assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
     assert not any(alive(pid) for pid in ranks)
@@ -101,12 +102,7 @@ def test_a_rank_killed_by_a_signal_fails_the_run_and_stops_the_others(fresh_work
 
 
 def test_cancel_stops_every_rank(fresh_workspace, tmp_path):
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    config = script_config(tmp_path / "src", STUCK + "time.sleep(600)\n", [pids, "wait"],
-                           distributed_job_config=mpi_job(3))
-    run = Experiment(fresh_workspace, "mpi").submit(config)
-    ranks = rank_pids(pids, 3)
+    run, ranks = submit_stuck(fresh_workspace, tmp_path, "wait", ranks=3, source=STUCK + "time.sleep(600)\n")
     run.cancel()
     assert run.get_status() == "Canceled"
     eventually(lambda: not any(alive(pid) for pid in ranks), seconds=5)
