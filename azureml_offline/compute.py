@@ -65,6 +65,11 @@ class ComputeTarget(AbstractComputeTarget):
                 warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
         return targets
 
+    @property
+    def max_nodes(self):
+        """The cluster's maximum node count, as provisioned."""
+        return self._definition["scaleSettings"]["maxNodeCount"]
+
     def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=25,
                             is_delete_operation=False):
         """Nothing is provisioned offline, so there is nothing to wait for (whatever the node count or timeout);

@@ -50,7 +50,7 @@ class Experiment:
         if estimators.is_estimator(config):
             image = estimators.image(config)
             run = self._submit_script(estimators.script_run_config(config, **kwargs), tags)
-            print(f"Offline run {run.id}: this Python runs {run.get_details()['runDefinition']['script']} with the "
+            print(f"Offline run {run.id}: this Python runs {run._folder.definition()['runDefinition']['script']} with the "
                   f"estimator's script_params; the image it names ({image}) is not built.")
             return run
         if kwargs:
@@ -74,7 +74,7 @@ class Experiment:
         target = config.run_config.target
         if target != "local":
             compute = ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
-            nodes = compute.get_status().scale_settings.maximum_node_count
+            nodes = compute.max_nodes
             if config.run_config.node_count > nodes:
                 raise UserErrorException(f"node_count {config.run_config.node_count} is more than the "
                                          f"{nodes} nodes of compute target {target!r}")

@@ -80,9 +80,12 @@ class Run:
             raise UserErrorException("Offline runs record no properties or run type to select children by")
         for folder in self._experiment.workspace._backend.children(self._experiment.name, self._id):
             child = Run._open(self._experiment, folder)
-            child_tags = child.get_tags()
-            tagged = tags is None or (tags in child_tags if isinstance(tags, str) else tags.items() <= child_tags.items())
-            if tagged and status in (None, child.get_status()):
+            if tags is None:
+                tagged = True
+            else:
+                child_tags = child.get_tags()
+                tagged = tags in child_tags if isinstance(tags, str) else tags.items() <= child_tags.items()
+            if tagged and (status is None or child.get_status() == status):
                 yield child
             if recursive:
                 yield from child.get_children(True, tags, None, None, status)

@@ -65,17 +65,12 @@ def read_json(path, default=None):
 
 
 def append_record(path, record):
-    """Append one JSON line; one write() on an O_APPEND file, so concurrent writers never interleave."""
-    line = (json.dumps(record, default=plain) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    """Append one JSON line (see append_line)."""
+    append_line(path, json.dumps(record, default=plain))
 
 
 def append_line(path, text):
-    """Append one line of text, as append_record() does a record."""
+    """Append one line of text; one write() on an O_APPEND file, so concurrent writers never interleave."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, (text + "\n").encode())

@@ -120,7 +120,7 @@ class Sweep:
             arguments += [name if name.startswith("-") else f"--{name}", argument(value)]
         config = ScriptRunConfig(source_directory=str(self.parent._folder.snapshot), script=self.template["script"],
                                  arguments=self.template["arguments"])
-        config.run_config.target = self.parent.get_details()["target"]
+        config.run_config.target = self.parent._folder.definition()["target"]
         config.run_config.environment.name = self.template["environment"]
         # The parent's tags hold each child's hyperparameters, which get_hyperparameters() reads, as on Azure.
         self.parent.tag(run_id, json.dumps(parameters))
