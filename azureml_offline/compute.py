@@ -66,8 +66,8 @@ class ComputeTarget(AbstractComputeTarget):
         return targets
 
     @property
-    def max_nodes(self):
-        """The cluster's maximum node count, as provisioned."""
+    def _max_nodes(self):
+        """The cluster's maximum node count, as provisioned (not an SDK member: for submit)."""
         return self._definition["scaleSettings"]["maxNodeCount"]
 
     def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=25,

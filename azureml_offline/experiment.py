@@ -74,7 +74,7 @@ class Experiment:
         target = config.run_config.target
         if target != "local":
             compute = ComputeTarget(self._workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
-            nodes = compute.max_nodes
+            nodes = compute._max_nodes
             if config.run_config.node_count > nodes:
                 raise UserErrorException(f"node_count {config.run_config.node_count} is more than the "
                                          f"{nodes} nodes of compute target {target!r}")
