@@ -4,6 +4,7 @@ The SDK's HyperDriveConfig, samplings and policies are taken as they are. submit
 SDK and the service do, records the parent run (the snapshot, the sweep's settings) and starts the sweep's
 driver (sweep.py), a process of its own like a run's runner, which runs the children.
 """
+import collections
 import json
 import sys
 import uuid
@@ -201,12 +202,11 @@ class HyperDriveRun(Run):
         children = list(self.get_children())
         if not children:
             return f"Sweep {self.id} has no child runs yet (status {self.get_status()}), so no best run."
-        logged = sorted({name for child in children for name in child.get_metrics()})
-        statuses = {}
-        for child in children:
-            statuses[child.get_status()] = statuses.get(child.get_status(), 0) + 1
+        metrics = [child.get_metrics() for child in children]
+        logged = sorted({name for each in metrics for name in each})
+        statuses = collections.Counter(child.get_status() for child in children)
         counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
-        if any(metric in child.get_metrics() for child in children):
+        if any(metric in each for each in metrics):
             return (f"Every child of sweep {self.id} that logged the primary metric {metric!r} is excluded by "
                     f"include_failed={include_failed}, include_canceled={include_canceled} ({counts}).")
         return (f"No child run of sweep {self.id} logged the primary metric {metric!r} ({counts}), so there is no "

@@ -19,12 +19,11 @@ from . import policies, sampling, store
 from .backend import RunFolder, WorkspaceFolder
 from .experiment import Experiment
 from .hyperdrive import BEST_CHILD_TABLE, HyperDriveRun
+from .mpi import THREAD_VARIABLES  # each sized so that concurrent children together use the machine's cores
 from .run import TERMINAL_STATES, metric_values
 from .workspace import Workspace
 
 POLL_SECONDS = 0.25
-# Each of a child's thread pools is sized by one of these: together, concurrent children use the machine's cores.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 class Child:
@@ -152,7 +151,7 @@ class Sweep:
                 child.run._runner = None
                 self.sampler.tell(child.index, best_of(child.values, self.maximize))
                 if child.status == "Failed":
-                    error = child.run.get_details().get("error", {}).get("error", {}).get("message", "")
+                    error = error_message(child.run)
                     self.log("CONTROLLER", f"{child.run.id} Failed; the sweep goes on. {error}")
         self.record_best(final=False)
 
@@ -193,7 +192,7 @@ class Sweep:
         else:
             self.log("CONTROLLER", f"No child logged {self.metric}; {summary}")
         if self.children and counts["Failed"] == len(self.children):
-            first = self.children[0].run.get_details().get("error", {}).get("error", {}).get("message", "")
+            first = error_message(self.children[0].run)
             return {"status": "Failed", "error": {"error": {
                 "code": "UserError", "message": f"All {len(self.children)} child runs failed; the first: {first}"}}}
         return {"status": "Completed"}
@@ -205,6 +204,11 @@ def argument(value):
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def error_message(run):
+    """The message of a failed run's error (from its status), or ''."""
+    return run._read_status().get("error", {}).get("error", {}).get("message", "")
 
 
 def best_of(values, maximize):

@@ -21,9 +21,8 @@ from IPython.display import display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .run import metric_values
+from .run import TERMINAL_STATES, metric_values
 
-TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 POLL_SECONDS = 1.5
 LOG_TAIL_LINES = 15
 MAX_CHARTED_METRICS = 4  # of a run, side by side

@@ -25,6 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import chainer_mnist  # noqa: E402
+from azureml_offline.mpi import THREAD_VARIABLES  # noqa: E402
 
 CONTENDERS = {
     "chainer_mnist.py": lambda settings, out: [str(REPO / "chainer_mnist.py"), *settings, "--device", "-1",
@@ -50,9 +51,8 @@ def epoch_products(n_train, n_test, units, batchsize):
 def gemm_limit(n_train, n_test, units, batchsize, repeats=3):
     """Seconds and GFLOP/s of one epoch's matrix products alone (the best of `repeats`)."""
     rng = np.random.default_rng(0)
-    operands = {shape: rng.random(shape, dtype=np.float32) for pair in epoch_products(
-        n_train, n_test, units, batchsize) for shape in pair}
     products = epoch_products(n_train, n_test, units, batchsize)
+    operands = {shape: rng.random(shape, dtype=np.float32) for pair in products for shape in pair}
     flops = sum(2 * a[0] * a[1] * b[1] for a, b in products)
     best = float("inf")
     for _ in range(repeats):
@@ -88,8 +88,8 @@ def main():
                         "machine, 1 keeps either from waiting for a thread that the other processes hold")
     parser.add_argument("--gemm-only", action="store_true", help=argparse.SUPPRESS)  # The child process.
     args = parser.parse_args()
-    train_x, _, test_x, _ = chainer_mnist.load_mnist(args.data_dir)
     if args.gemm_only:
+        train_x, _, test_x, _ = chainer_mnist.load_mnist(args.data_dir)
         seconds, gflops = gemm_limit(len(train_x), len(test_x), args.unit, args.batchsize)
         return print(f"{seconds} {gflops}")
     if args.epochs < 2:
@@ -98,8 +98,7 @@ def main():
     print(f"Host: {os.cpu_count()} cores of {cpu_name()}; NumPy's OpenBLAS kernels: "
           f"{chainer_mnist.openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
     print(f"Load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    env = None if args.threads is None else dict(os.environ, **{name: str(args.threads) for name in (
-        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
+    env = None if args.threads is None else dict(os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES})
     settings = ["--epochs", str(args.epochs), "--batchsize", str(args.batchsize), "--unit", str(args.unit),
                 "--data-dir", args.data_dir]
     medians = {name: [] for name in CONTENDERS}
