@@ -239,7 +239,7 @@ def load_mnist(data_dir=None):
         if not data_dir.is_dir():
             raise DataError(f"data folder {data_dir} does not exist")
     else:
-        data_dir = download(cache_dir(), MIRRORS)
+        data_dir = download(cache_dir())
     return read_split(data_dir, "train") + read_split(data_dir, "t10k")
 
 
@@ -505,8 +505,7 @@ def train_and_save(args):
     device = select_device(args.device, gpu=local_rank)  # One GPU per rank on a node.
     ranks = Ranks(device) if processes > 1 else Alone()
     check_memory(args.units, args.batchsize, device)
-    settings = {"epochs": args.epochs, "batchsize": args.batchsize, "units": args.units, "lr": args.lr,
-                "seed": args.seed}
+    settings = {name: getattr(args, name) for name in FLAGS}
     room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
     # Rank 0 alone writes the output folder, reads the checkpoint and the data, and sends them to the others.
     with output_folder(args.output_dir, room) if ranks.lead else contextlib.nullcontext() as out:

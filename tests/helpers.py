@@ -1,6 +1,7 @@
 """What several test modules share: the repository's path, waiting for processes and files, running the lessons
 under nbval, and a sweep of a stand-in script."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,12 @@ def nbval(paths, env):
     command = [sys.executable, "-m", "pytest", "--nbval", *(path.name for path in paths), "--nbval-current-env",
                "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
     return subprocess.run(command, cwd=paths[0].parent, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_nbval_passed(result):
+    """nbval (a finished subprocess) ran cells and none failed."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout
 
 
 def code_cell(notebook, containing):
