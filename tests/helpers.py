@@ -86,8 +86,10 @@ def offline_env(workspace, mnist_dir):
 
 def nbval(paths, env):
     """nbval on the notebooks, in this order, each in a kernel of its own."""
+    # --option=path in one word: pytest takes a bare path argument as a place to look for its configuration, and
+    # this repository's (parallel workers, its own test paths) is not the notebooks'.
     command = [sys.executable, "-m", "pytest", "--nbval", *(path.name for path in paths), "--nbval-current-env",
-               "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
+               f"--nbval-sanitize-with={SANITIZE}", "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
     return subprocess.run(command, cwd=paths[0].parent, env=env, capture_output=True, text=True, timeout=600)
 
 
