@@ -4,7 +4,8 @@
     azureml_offline.activate_if_needed()   # then: from azureml.core import Workspace, ...
 
 Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on explicitly,
-and off again: activate() / deactivate(), or `with azureml_offline.activate(): ...`. Everything else
+and off again: activate() / deactivate(), or `with azureml_offline.activate(): ...`. Both calls also
+choose this process's OpenBLAS kernel while NumPy is not loaded yet (engine/openblas.py). Everything else
 (Environment, ScriptRunConfig, AmlCompute, HyperDriveConfig and its samplings and policies, the estimators,
 the exceptions) stays the real SDK.
 """
@@ -15,6 +16,7 @@ from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_
 from azureml._file_utils.file_utils import traverse_up_path_and_find_file
 
 from .backend import shown, workspace_dir
+from .engine import openblas
 
 # Where the stand-ins go: (module, attribute, stand-in module, stand-in class). Imported when switched on,
 # so that importing this package (as every offline run's runner does) does not load them all.
@@ -54,7 +56,11 @@ class _Switch:
 
 
 def activate():
-    """Put the stand-ins where `from azureml.core import Workspace, ...` finds them (again: harmless)."""
+    """Put the stand-ins where `from azureml.core import Workspace, ...` finds them (again: harmless).
+
+    It also chooses this process's OpenBLAS kernel, if NumPy has not loaded yet (engine/openblas.py).
+    """
+    openblas.choose_for_this_process()
     # Import every stand-in first: they capture the real classes they build on before any is replaced.
     stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
     for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins):
@@ -82,6 +88,7 @@ def activate_if_needed():
     (and no AZUREML_OFFLINE=1) it changes nothing: the real SDK talks to Azure.
     """
     mode, reason = choose_mode()
+    openblas.choose_for_this_process()  # the lessons compute in this kernel in either mode
     if mode == "offline":
         activate()
         print(f"Azure ML: offline, because {reason}.")

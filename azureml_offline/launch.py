@@ -6,6 +6,8 @@ from pathlib import Path
 from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
+from .engine.processes import child_environment
+
 
 def check_script_run_config(config):
     """A clear error for what an offline run cannot start (before anything is recorded)."""
@@ -29,6 +31,6 @@ def start(folder, lock, command):
         with open(folder.runner_log, "wb") as runner_log:
             return subprocess.Popen([*command, str(folder.path), str(os.getpid()), str(lock)],
                                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=runner_log, pass_fds=[lock])
+                                    stderr=runner_log, pass_fds=[lock], env=child_environment())
     finally:
         os.close(lock)  # the process holds it now; if it did not start, the run is seen to have no runner

@@ -18,10 +18,14 @@ from pathlib import Path
 
 from azureml.exceptions import UserErrorException
 
+from .engine.openblas import VARIABLE as OPENBLAS_CORETYPE
+from .engine.processes import child_environment
+
 # $0 is the number of ranks n, $1..$n their logs, then the command: each rank sends its output to its own log,
 # found by the rank number that its MPI sets (Open MPI: OMPI_COMM_WORLD_RANK, MPICH: PMI_RANK).
 RANK_TO_LOG = ('rank=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; shift "$rank"; log=$1; shift "$(($0 - rank))"; '
                'exec "$@" >"$log" 2>&1')
+EXPORTED = (OPENBLAS_CORETYPE,)  # named to mpiexec so that each rank surely gets it
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -35,19 +39,26 @@ def find_mpiexec():
     return mpiexec
 
 
-def command(mpiexec, processes, logs, script_command):
-    """The command line that runs `script_command` (a list) in `processes` ranks, rank i writing to logs[i]."""
+def command(mpiexec, processes, logs, script_command, environ=None):
+    """The command line that runs `script_command` (a list) in `processes` ranks, rank i writing to logs[i];
+    `environ` (default: this process's) is the environment mpiexec will have."""
     launcher = [mpiexec, "-n", str(processes)]
     if is_open_mpi(mpiexec):
         # More ranks than cores is allowed (they share them); no pinning, so a rank's threads are not crowded.
         launcher += ["--oversubscribe", "--bind-to", "none"]
+        # Handed to every rank by name, as on a cluster where ranks start on other nodes (-x warns of a name
+        # that is not set, so only those that are).
+        environ = os.environ if environ is None else environ
+        for name in EXPORTED:
+            if name in environ:
+                launcher += ["-x", name]
     return [*launcher, "/bin/sh", "-c", RANK_TO_LOG, str(processes), *map(str, logs), *script_command]
 
 
 def environment(environ, processes, cores=None):
     """The ranks' environment: threads per rank x ranks <= cores; Open MPI allowed to run as root (as in CI)."""
     cores = cores or len(os.sched_getaffinity(0))
-    env = dict(environ, **{name: str(max(1, cores // processes)) for name in THREAD_VARIABLES})
+    env = child_environment(environ, **{name: str(max(1, cores // processes)) for name in THREAD_VARIABLES})
     env["OMPI_MCA_mpi_yield_when_idle"] = "1"
     if os.geteuid() == 0:  # Open MPI refuses to start as root unless told twice; MPICH ignores these.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")

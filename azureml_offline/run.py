@@ -17,7 +17,8 @@ from azureml.core.run import Run as SdkRun
 from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
     WebserviceException
 
-from . import processes, store
+from . import store
+from .engine import processes
 from .backend import RUN_DIR_VARIABLE
 from .model import Model
 

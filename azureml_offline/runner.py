@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import mpi, processes, store
+from . import mpi, store
+from .engine import processes
 from .backend import RUN_DIR_VARIABLE, RunFolder
 
 POLL_SECONDS = 0.2
@@ -51,15 +52,15 @@ def start_script(run):
     """Start the script in the snapshot, in its own process group, with its output in the run's log:
     for an MPI job, under mpiexec, each rank writing its own log and mpiexec the MPI log."""
     submitted = run.definition()["runDefinition"]
-    env = dict(os.environ, **{RUN_DIR_VARIABLE: str(run.path), "PYTHONUNBUFFERED": "1"})
+    env = processes.child_environment(**{RUN_DIR_VARIABLE: str(run.path), "PYTHONUNBUFFERED": "1"})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT_PATH), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, submitted["script"], *submitted["arguments"]]
     log = run.log()
     processes_count = run.process_count()
     if processes_count is not None:
-        command = mpi.command(mpi.find_mpiexec(), processes_count, [run.log(rank) for rank in range(processes_count)],
-                              [sys.executable, "-m", "mpi4py", *command[1:]])
         env, log = mpi.environment(env, processes_count), run.mpi_log
+        command = mpi.command(mpi.find_mpiexec(), processes_count, [run.log(rank) for rank in range(processes_count)],
+                              [sys.executable, "-m", "mpi4py", *command[1:]], env)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         return subprocess.Popen(command, cwd=run.snapshot, env=env, stdin=subprocess.DEVNULL, stdout=out,

@@ -28,6 +28,7 @@ from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
 from azureml.exceptions import WebserviceException
 
 from . import store
+from .engine.processes import child_environment
 
 ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values
 WORKERS = 2  # server worker processes: see README, "The deployment lesson"
@@ -136,7 +137,7 @@ def start_server(files):
     port = definition["configuration"]["port"] or free_port()
     models = definition["modelIds"]
     model_dir = files.models / models[0].replace(":", "/") if len(models) == 1 else files.models
-    env = dict(os.environ, AML_APP_ROOT=str(files.app), SERVICE_NAME=definition["name"], PYTHONUNBUFFERED="1",
+    env = child_environment(AML_APP_ROOT=str(files.app), SERVICE_NAME=definition["name"], PYTHONUNBUFFERED="1",
                GUNICORN_CMD_ARGS="--config python:azureml_offline.gunicorn_config",
                AZUREML_OFFLINE_SERVICE_DEFINITION=str(files.definition),
                AZUREML_OFFLINE_SERVICE_ID=definition["serviceId"], AZUREML_OFFLINE_SERVICE_KEYS=str(files.keys),

@@ -106,8 +106,8 @@ def code_cell(notebook, containing):
 # Sweeps
 
 # Logs --values (comma-separated) as the primary metric, --seconds apart, then exits with --exit. It writes its
-# pid to $PID_DIR/<pid> if PID_DIR is set, and prints its thread settings. Only the offline backend is imported
-# (not the SDK, which takes seconds), to keep each child quick.
+# pid to $PID_DIR/<pid> if PID_DIR is set, and prints its thread settings and OpenBLAS kernel. Only the offline
+# backend is imported (not the SDK, which takes seconds), to keep each child quick.
 STAND_IN = """
 import argparse, os, sys, time
 from azureml_offline.backend import RUN_DIR_VARIABLE, RunFolder
@@ -126,7 +126,7 @@ for value in filter(None, args.values.split(",")):
     time.sleep(args.seconds)
     run.append_metric({"name": args.metric, "value": float(value)})
 sys.exit(args.exit)
-""".replace("THREADS", repr(THREAD_VARIABLES))
+""".replace("THREADS", repr((*THREAD_VARIABLES, "OPENBLAS_CORETYPE")))
 
 
 def sweep_config(tmp_path, space, sampling=GridParameterSampling, target="cpu-cluster", arguments=(), **settings):

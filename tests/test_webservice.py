@@ -57,15 +57,32 @@ def env(tmp_path_factory):
     assert server_processes(root) == [], "a server outlived its test"
 
 
-def inference_config(env, entry_script="score.py"):
-    return InferenceConfig(entry_script=entry_script, source_directory=str(env["source"]))
+def inference_config(env, entry_script="score.py", source=None):
+    return InferenceConfig(entry_script=entry_script, source_directory=str(source or env["source"]))
 
 
 @pytest.fixture(scope="module")
 def service(env):
+    """One service that the tests only read and call; a test that changes a service deploys its own."""
     service = Model.deploy(env["workspace"], "mnist-auth", [env["model"]], inference_config(env), ACI)
     service.wait_for_deployment()
     return service
+
+
+@pytest.fixture
+def own_service(env, request):
+    """A service of this test alone (it may change it), deleted at its end."""
+    name = "own-" + request.node.name.removeprefix("test_").replace("_", "-")[:28].strip("-")
+    service = Model.deploy(env["workspace"], name, [env["model"]], inference_config(env), ACI)
+    service.wait_for_deployment()
+    yield service
+    service.delete()
+
+
+@pytest.fixture
+def own_source(env, tmp_path):
+    """A copy of the scoring source, for a test that adds scripts to it."""
+    return shutil.copytree(env["source"], tmp_path / "source")
 
 
 def post(service, body, key=None, content_type="application/json"):
@@ -103,7 +120,8 @@ def test_without_the_right_key_it_is_401(service, env, key):
     assert response.status_code == 401 and "Authorization" in response.json()["message"]
 
 
-def test_regenerated_key_replaces_the_old_one_at_once(service, env):
+def test_regenerated_key_replaces_the_old_one_at_once(own_service, env):
+    service = own_service
     old = service.get_keys()[1]
     assert service._files.keys.stat().st_mode & 0o077 == 0  # the keys are this user's alone
     service.regen_key("Secondary")
@@ -219,10 +237,11 @@ def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_fli
     assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
 
 
-def test_failed_deployments_say_why_in_the_error_and_the_logs(env):
-    (env["source"] / "broken.py").write_text("def init():\n    raise RuntimeError('the broken script')\n"
-                                             "def run(data):\n    return data\n")
-    broken = Model.deploy(env["workspace"], "broken-script", [env["model"]], inference_config(env, "broken.py"), OPEN)
+def test_failed_deployments_say_why_in_the_error_and_the_logs(env, own_source):
+    (own_source / "broken.py").write_text("def init():\n    raise RuntimeError('the broken script')\n"
+                                          "def run(data):\n    return data\n")
+    broken = Model.deploy(env["workspace"], "broken-script", [env["model"]],
+                          inference_config(env, "broken.py", own_source), OPEN)
     no_model = Model.deploy(env["workspace"], "no-model", [], inference_config(env), OPEN)
     for service, error in ((broken, "RuntimeError: the broken script"),
                            (no_model, "FileNotFoundError: expected one model.npz")):
@@ -263,15 +282,17 @@ sys.stdin.read()  # stays until killed, as a kernel
     assert server_processes(folder) == []
 
 
-def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model_as_on_azure(service, env):
+def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model_as_on_azure(own_service, env,
+                                                                                             own_source):
+    service = own_service
     service.update(auth_enabled=False, tags={"lesson": "03"})
     assert post(service, payload(env["images"][:1])).status_code == 200
     service.update(auth_enabled=True)
     assert post(service, payload(env["images"][:1])).status_code == 401
-    (env["source"] / "model_path.py").write_text(
+    (own_source / "model_path.py").write_text(
         "import os\nfrom azureml.core.model import Model\ndef init():\n    pass\n"
         "def run(data):\n    return os.path.relpath(Model.get_model_path('chainer-dnn-mnist'), os.environ['AZUREML_MODEL_DIR'])\n")
-    service.update(models=[env["model"]], inference_config=inference_config(env, "model_path.py"))
+    service.update(models=[env["model"]], inference_config=inference_config(env, "model_path.py", own_source))
     service.wait_for_deployment()
     assert service.tags == {"lesson": "03"} and service.state == "Healthy"
     assert service.run("{}") == "model.npz"  # AZUREML_MODEL_DIR is azureml-models/<name>/<version>, as on Azure

@@ -11,8 +11,18 @@ import signal
 import sys
 import time
 
+from . import openblas
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+
+
+def child_environment(base=None, **changes):
+    """The environment of a process the workspace starts: `base` (default: this process's) with `changes`, and
+    the OpenBLAS kernel this CPU supports unless the environment names one already (openblas.py)."""
+    env = dict(os.environ if base is None else base, **changes)
+    env.update(openblas.setting(env))
+    return env
 
 
 def prctl(option, value):
