@@ -192,7 +192,8 @@ def read_split(directory, prefix):
         raise DataError(f"{images_path} holds no images")
     if labels.max(initial=0) > 9:
         raise DataError(f"{labels_path}: label {labels.max()} found; digits 0-9 expected")
-    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=np.float32)
+    # In Chainer's dtype (float32 unless CHAINER_DTYPE says otherwise), as the model's weights are.
+    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=chainer.get_dtype())
     return x, labels.astype(np.int32)
 
 
@@ -230,7 +231,7 @@ def download(directory, mirrors=MIRRORS):
 
 
 def load_mnist(data_dir=None):
-    """Return (train_x, train_y, test_x, test_y): float32 [N, 784] in [0, 1] and int32 labels.
+    """Return (train_x, train_y, test_x, test_y): float32 [N, 784] in [0, 1] (Chainer's dtype) and int32 labels.
 
     From data_dir, else the folder in $MNIST_DIR, else a download cache."""
     data_dir = data_dir or os.environ.get("MNIST_DIR")
@@ -506,7 +507,7 @@ def train_and_save(args):
     ranks = Ranks(device) if processes > 1 else Alone()
     check_memory(args.units, args.batchsize, device)
     settings = {name: getattr(args, name) for name in FLAGS}
-    room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
+    room = 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(args.units)  # The model, the checkpoint's 3.
     # Rank 0 alone writes the output folder, reads the checkpoint and the data, and sends them to the others.
     with output_folder(args.output_dir, room) if ranks.lead else contextlib.nullcontext() as out:
         saved = ranks.broadcast(read_checkpoint(out / CHECKPOINT, settings) if args.resume and ranks.lead else None)
@@ -598,8 +599,8 @@ def select_device(number, gpu=0):
 def check_memory(units, batchsize, device):
     """Refuse, before allocating anything, settings whose arrays cannot fit in the device's memory."""
     batch = min(batchsize, MAX_EXAMPLES)
-    # float32: weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
-    needed = 4 * (4 * parameter_count(units) + 3 * batch * (784 + 2 * units + 10))
+    # Weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
+    needed = np.dtype(chainer.get_dtype()).itemsize * (4 * parameter_count(units) + 3 * batch * (784 + 2 * units + 10))
     if device.xp is np:
         memory, where = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
     else:
@@ -680,11 +681,11 @@ def restart_with_full_speed_openblas(environ=os.environ, in_use=None, flags=None
 # Adam. Chainer's NumPy update makes about ten temporaries the size of each weight matrix per step, which costs
 # more than the backward pass: the same arithmetic, fused into one pass over memory and compiled with numba.
 
-def adam_update(p, g, m, v, beta1, beta2, eps, step_size):
+def adam_update(p, g, m, v, one_minus_beta1, one_minus_beta2, eps, step_size):
     """Chainer's Adam arithmetic for one flattened parameter."""
     for i in numba.prange(p.size):
-        m[i] += (1 - beta1) * (g[i] - m[i])
-        v[i] += (1 - beta2) * (g[i] * g[i] - v[i])
+        m[i] += one_minus_beta1 * (g[i] - m[i])
+        v[i] += one_minus_beta2 * (g[i] * g[i] - v[i])
         p[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps)
 
 
@@ -704,7 +705,8 @@ class FusedAdamRule(chainer.optimizers.adam.AdamRule):
         cast = param.array.dtype.type
         update = adam_update_parallel if param.array.size >= PARALLEL_SIZE else adam_update_serial
         update(*(a.reshape(-1) for a in (param.array, param.grad, self.state["m"], self.state["v"])),
-               cast(hp.beta1), cast(hp.beta2), cast(hp.eps), cast(self.alpha_t * hp.eta))
+               # 1 - beta in float64, as Chainer does, then in the parameter's dtype: 1 - float32(0.9) is not 0.1.
+               cast(1 - hp.beta1), cast(1 - hp.beta2), cast(hp.eps), cast(self.alpha_t * hp.eta))
 
 
 class FusedAdam(chainer.optimizers.Adam):
