@@ -554,61 +554,6 @@ def test_units_as_saved_is_accepted_on_the_command_line(mnist_dir, tmp_path):
     assert train(mnist_dir, tmp_path, "--epochs", "1", "--units", "30")["units"] == 30
 
 
-# OpenBLAS's kernels, on stand-in CPUs. This host's own choice is left as it is (OPENBLAS_CORETYPE, if set).
-
-XEON_6_207 = ("flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl "
-              "avx512_bf16 amx_tile\n")
-AVX2_ONLY = {"sse4_2", "avx", "avx2", "fma"}
-
-
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
-    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\n" + XEON_6_207)
-    assert {"avx512f", "avx2", "amx_tile"} <= chainer_mnist.cpu_flags(tmp_path / "cpuinfo")
-    assert chainer_mnist.cpu_flags(tmp_path / "missing") == set()
-
-
-@pytest.mark.parametrize("environ, in_use, flags, kernel", [
-    ({}, "Prescott", set(XEON_6_207.split()), "SkylakeX"),  # The Xeon: fallen back, AVX-512.
-    ({}, "Prescott", AVX2_ONLY, "Haswell"),
-    ({}, "Core2", {"sse4_2", "avx"}, "Sandybridge"),
-    ({}, "Prescott", {"sse4_2"}, None),  # Nothing better to choose.
-    ({"OPENBLAS_CORETYPE": "Prescott"}, "Prescott", set(XEON_6_207.split()), None),  # The user's choice.
-    ({}, "SkylakeX", set(XEON_6_207.split()), None),  # Recognised.
-    ({}, "Cooperlake", set(XEON_6_207.split()), None),
-    ({}, "Zen", AVX2_ONLY, None),
-    ({}, None, set(XEON_6_207.split()), None),  # NumPy without OpenBLAS (MKL, Accelerate).
-])
-def test_openblas_kernel_is_chosen_only_where_openblas_fell_back(environ, in_use, flags, kernel):
-    assert chainer_mnist.openblas_kernel_to_choose(environ, in_use, flags) == kernel
-
-
-def test_fallen_back_openblas_restarts_the_script_once_with_the_kernel(capsys):
-    environ, restarts = {}, []
-    chainer_mnist.restart_with_full_speed_openblas(environ, "Prescott", set(XEON_6_207.split()),
-                                                   execv=lambda *args: restarts.append(args))
-    assert environ == {"OPENBLAS_CORETYPE": "SkylakeX"} and restarts == [(sys.executable, sys.orig_argv)]
-    assert capsys.readouterr().out.count("\n") == 1
-    # Restarted, the kernel is set: no second restart.
-    chainer_mnist.restart_with_full_speed_openblas(environ, "SkylakeX", set(XEON_6_207.split()),
-                                                   execv=lambda *args: restarts.append(args))
-    assert len(restarts) == 1
-
-
-def test_an_mpi_rank_is_not_restarted_but_told_what_to_set(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())
-    environ, restarts = {}, []
-    chainer_mnist.restart_with_full_speed_openblas(environ, "Prescott", AVX2_ONLY,
-                                                   execv=lambda *args: restarts.append(args))
-    assert environ == {} and restarts == [] and "OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out
-
-
-def test_kernel_in_use_is_read_from_numpys_openblas():
-    in_use = chainer_mnist.openblas_in_use()
-    assert in_use is None or in_use.isalnum()  # None where NumPy uses another BLAS.
-    if in_use is not None and "OPENBLAS_CORETYPE" in os.environ:
-        assert in_use.lower() == os.environ["OPENBLAS_CORETYPE"].lower()
-
-
 # The GPU path, where CuPy and an NVIDIA GPU are both present (benchmarks/gpu_check.sh sets them up).
 
 def why_no_gpu():
