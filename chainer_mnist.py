@@ -13,7 +13,7 @@ the model one process trains; rank 0 alone prints, logs metrics and saves.
 
 Read from the top: the model, an epoch of training and the test, the data, the output folder
 and its checkpoint, the ranks of an MPI job, main(); then, in their own section at the end, what
-makes the same code fast on the machine at hand (OpenBLAS's kernels, a fused Adam update, the CPU's settings).
+makes the same code fast on the machine at hand (a fused Adam update, the CPU's settings).
 """
 import argparse
 import contextlib
@@ -192,7 +192,8 @@ def read_split(directory, prefix):
         raise DataError(f"{images_path} holds no images")
     if labels.max(initial=0) > 9:
         raise DataError(f"{labels_path}: label {labels.max()} found; digits 0-9 expected")
-    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=np.float32)
+    # In Chainer's dtype (float32 unless CHAINER_DTYPE says otherwise), as the model's weights are.
+    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=chainer.get_dtype())
     return x, labels.astype(np.int32)
 
 
@@ -230,7 +231,7 @@ def download(directory, mirrors=MIRRORS):
 
 
 def load_mnist(data_dir=None):
-    """Return (train_x, train_y, test_x, test_y): float32 [N, 784] in [0, 1] and int32 labels.
+    """Return (train_x, train_y, test_x, test_y): float32 [N, 784] in [0, 1] (Chainer's dtype) and int32 labels.
 
     From data_dir, else the folder in $MNIST_DIR, else a download cache."""
     data_dir = data_dir or os.environ.get("MNIST_DIR")
@@ -506,7 +507,7 @@ def train_and_save(args):
     ranks = Ranks(device) if processes > 1 else Alone()
     check_memory(args.units, args.batchsize, device)
     settings = {name: getattr(args, name) for name in FLAGS}
-    room = 4 * 4 * parameter_count(args.units)  # The model once, the checkpoint's three copies.
+    room = 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(args.units)  # The model, the checkpoint's 3.
     # Rank 0 alone writes the output folder, reads the checkpoint and the data, and sends them to the others.
     with output_folder(args.output_dir, room) if ranks.lead else contextlib.nullcontext() as out:
         saved = ranks.broadcast(read_checkpoint(out / CHECKPOINT, settings) if args.resume and ranks.lead else None)
@@ -598,8 +599,8 @@ def select_device(number, gpu=0):
 def check_memory(units, batchsize, device):
     """Refuse, before allocating anything, settings whose arrays cannot fit in the device's memory."""
     batch = min(batchsize, MAX_EXAMPLES)
-    # float32: weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
-    needed = 4 * (4 * parameter_count(units) + 3 * batch * (784 + 2 * units + 10))
+    # Weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
+    needed = np.dtype(chainer.get_dtype()).itemsize * (4 * parameter_count(units) + 3 * batch * (784 + 2 * units + 10))
     if device.xp is np:
         memory, where = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
     else:
@@ -609,82 +610,14 @@ def check_memory(units, batchsize, device):
                          f"{where} has {memory / 2**30:.1f} GiB")
 
 
-# OpenBLAS's kernels. NumPy's OpenBLAS (0.3.23 in NumPy 1.26) picks kernels for the CPU it recognises; on one it
-# does not (as some current Xeons), it falls back to generic SSE3 kernels, 3-4 times slower. The kernels are
-# chosen when the library loads, so the script restarts itself once with OPENBLAS_CORETYPE set.
-
-# OpenBLAS's kernel sets by what they need, best first, with the CPU flags (as /proc/cpuinfo names them).
-OPENBLAS_KERNELS = (
-    ("SkylakeX", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}),
-    ("Haswell", {"avx2", "fma"}),
-    ("Sandybridge", {"avx"}),
-)
-# The kernel sets OpenBLAS picks itself for such CPUs; any other is one of its pre-AVX kernels.
-OPENBLAS_LEVEL = {"skylakex": 3, "cooperlake": 3, "sapphirerapids": 3, "haswell": 2, "zen": 2, "excavator": 2,
-                  "sandybridge": 1, "bulldozer": 1, "piledriver": 1, "steamroller": 1}
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The flags of the first CPU in /proc/cpuinfo (an empty set where there is none)."""
-    try:
-        with open(cpuinfo) as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        return set()
-
-
-def openblas_in_use():
-    """The name of the kernel set that NumPy's OpenBLAS chose ("Haswell", "Prescott", ...), or None
-    where NumPy uses another BLAS. Linux only: it finds the loaded library in /proc/self/maps."""
-    try:
-        with open("/proc/self/maps") as f:
-            libraries = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
-    except OSError:
-        return None
-    for library in sorted(libraries):
-        for symbol in ("openblas_get_corename64_", "openblas_get_corename", "scipy_openblas_get_corename64_"):
-            corename = getattr(ctypes.CDLL(library), symbol, None)
-            if corename is not None:
-                corename.restype = ctypes.c_char_p
-                return corename().decode()
-    return None
-
-
-def openblas_kernel_to_choose(environ, in_use, flags):
-    """The kernel set to ask OpenBLAS for, or None: only where it fell back to kernels below what the
-    CPU runs, and never against the user's own OPENBLAS_CORETYPE."""
-    if "OPENBLAS_CORETYPE" in environ or in_use is None:
-        return None
-    for kernel, needs in OPENBLAS_KERNELS:
-        if needs <= flags:
-            return kernel if OPENBLAS_LEVEL.get(in_use.lower(), 0) < OPENBLAS_LEVEL[kernel.lower()] else None
-    return None
-
-
-def restart_with_full_speed_openblas(environ=os.environ, in_use=None, flags=None, execv=os.execv):
-    """Restart this script with the kernels the CPU supports if OpenBLAS fell back; say so in one line."""
-    in_use = in_use or openblas_in_use()
-    kernel = openblas_kernel_to_choose(environ, in_use, cpu_flags() if flags is None else flags)
-    if kernel is None:
-        return
-    fallen_back = f"OpenBLAS does not recognise this CPU and fell back to its {in_use} kernels"
-    if "mpi4py.MPI" in sys.modules:  # An MPI rank (python -m mpi4py) cannot start again once MPI is up.
-        print(f"{fallen_back}: set OPENBLAS_CORETYPE={kernel} for speed (mpiexec -x OPENBLAS_CORETYPE)", flush=True)
-        return
-    print(f"{fallen_back}: restarting with OPENBLAS_CORETYPE={kernel} (set OPENBLAS_CORETYPE yourself to choose)",
-          flush=True)
-    environ["OPENBLAS_CORETYPE"] = kernel
-    execv(sys.executable, sys.orig_argv)
-
-
 # Adam. Chainer's NumPy update makes about ten temporaries the size of each weight matrix per step, which costs
 # more than the backward pass: the same arithmetic, fused into one pass over memory and compiled with numba.
 
-def adam_update(p, g, m, v, beta1, beta2, eps, step_size):
+def adam_update(p, g, m, v, one_minus_beta1, one_minus_beta2, eps, step_size):
     """Chainer's Adam arithmetic for one flattened parameter."""
     for i in numba.prange(p.size):
-        m[i] += (1 - beta1) * (g[i] - m[i])
-        v[i] += (1 - beta2) * (g[i] * g[i] - v[i])
+        m[i] += one_minus_beta1 * (g[i] - m[i])
+        v[i] += one_minus_beta2 * (g[i] * g[i] - v[i])
         p[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps)
 
 
@@ -704,7 +637,8 @@ class FusedAdamRule(chainer.optimizers.adam.AdamRule):
         cast = param.array.dtype.type
         update = adam_update_parallel if param.array.size >= PARALLEL_SIZE else adam_update_serial
         update(*(a.reshape(-1) for a in (param.array, param.grad, self.state["m"], self.state["v"])),
-               cast(hp.beta1), cast(hp.beta2), cast(hp.eps), cast(self.alpha_t * hp.eta))
+               # 1 - beta in float64, as Chainer does, then in the parameter's dtype: 1 - float32(0.9) is not 0.1.
+               cast(1 - hp.beta1), cast(1 - hp.beta2), cast(hp.eps), cast(self.alpha_t * hp.eta))
 
 
 class FusedAdam(chainer.optimizers.Adam):
@@ -744,5 +678,4 @@ def tune_cpu():
 
 
 if __name__ == "__main__":
-    restart_with_full_speed_openblas()
     main()

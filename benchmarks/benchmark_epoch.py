@@ -11,6 +11,7 @@ environment. Prints the host's CPU, OpenBLAS's kernels and the load average befo
 PyTorch is an optional dependency: `make benchmark` installs it (see pyproject.toml's "bench").
 """
 import argparse
+import ctypes
 import os
 import re
 import statistics
@@ -77,6 +78,18 @@ def cpu_name():
     return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')})"
 
 
+def openblas_in_use():
+    """The kernel set NumPy's OpenBLAS chose ("SkylakeX", "Prescott", ...), or None where NumPy uses another BLAS."""
+    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+    for library in sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1]}):
+        for symbol in ("openblas_get_corename64_", "openblas_get_corename", "scipy_openblas_get_corename64_"):
+            corename = getattr(ctypes.CDLL(library), symbol, None)
+            if corename is not None:
+                corename.restype = ctypes.c_char_p
+                return corename().decode()
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of each contender, interleaved")
@@ -96,7 +109,7 @@ def main():
         parser.error("--epochs must be at least 2: the first epoch is a warm-up")
 
     print(f"Host: {os.cpu_count()} cores of {cpu_name()}; NumPy's OpenBLAS kernels: "
-          f"{chainer_mnist.openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
+          f"{openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
     print(f"Load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     env = None if args.threads is None else dict(os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES})
     settings = ["--epochs", str(args.epochs), "--batchsize", str(args.batchsize), "--unit", str(args.unit),
