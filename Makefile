@@ -21,10 +21,14 @@ ifdef MNIST_DIR
 export MNIST_DIR := $(abspath $(MNIST_DIR))
 endif
 
+# OPENBLAS_CORETYPE=<the kernel this CPU supports>, or nothing where it is set already or there is none to set:
+# NumPy's OpenBLAS falls back to its slowest kernel on CPUs newer than it knows, and reads this once, at load.
+OPENBLAS = env $$($(abspath $(BIN))/python -c "from azureml_offline.engine.openblas import main; main()")
+
 # The lessons, in their order: 01-..., 02-..., each executed after the one before, in one workspace.
 NOTEBOOKS := $(sort $(notdir $(wildcard notebooks/[0-9][0-9]-*.ipynb)))
 # Headless, offline, cell by cell as a reader would; no per-cell time limit (training takes a minute on a CPU).
-EXECUTE := AZUREML_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute $(NOTEBOOKS) \
+EXECUTE = $(OPENBLAS) AZUREML_OFFLINE=1 ../$(BIN)/jupyter nbconvert --to notebook --execute $(NOTEBOOKS) \
 	--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False
 
 tutorial: $(VENV)/.installed
@@ -40,7 +44,7 @@ refresh-notebook: $(VENV)/.installed
 	cd notebooks && unset AZUREML_OFFLINE_DIR && $(EXECUTE) --inplace
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(OPENBLAS) $(BIN)/python -m pytest
 
 # chainer_mnist.py against PyTorch's CPU build (installed here, never by `make test`); see benchmarks/.
 benchmark: $(VENV)/.installed
