@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -237,7 +238,8 @@ def test_missing_file_is_named(mnist_dir, tmp_path):
 @pytest.fixture
 def mirrors(tmp_path, mnist_dir, monkeypatch):
     """Three mirror folders, served by a loopback HTTP server: one missing the files, one with
-    damaged copies, one with the right ones; their sums stand in for the published ones."""
+    damaged copies, one with the right ones; their sums stand in for the published ones. And a
+    port on which nothing listens."""
     monkeypatch.setattr(chainer_mnist, "SHA256", {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mnist_dir.iterdir()})
     for name in ("empty", "damaged", "good"):
@@ -249,8 +251,12 @@ def mirrors(tmp_path, mnist_dir, monkeypatch):
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {name: f"http://127.0.0.1:{server.server_port}/{name}/" for name in ("empty", "damaged", "good")}
+    refused = socket.socket()  # Bound, never listening: a mirror that refuses connections.
+    refused.bind(("127.0.0.1", 0))
+    urls = {name: f"http://127.0.0.1:{server.server_port}/{name}/" for name in ("empty", "damaged", "good")}
+    yield {**urls, "refused": f"http://127.0.0.1:{refused.getsockname()[1]}/"}
     server.shutdown()
+    refused.close()
 
 
 def test_download_skips_bad_mirrors_and_verifies(mirrors, mnist_dir, tmp_path):
@@ -265,9 +271,10 @@ def test_download_skips_bad_mirrors_and_verifies(mirrors, mnist_dir, tmp_path):
 def test_failed_download_leaves_nothing_and_says_what_to_do(mirrors, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(chainer_mnist.DataError) as error:
-        chainer_mnist.download(cache, [mirrors["damaged"], mirrors["empty"], "file:///nonexistent/"])
+        chainer_mnist.download(cache, [mirrors["damaged"], mirrors["empty"], mirrors["refused"]])
     message = str(error.value)
     assert "SHA-256 mismatch" in message and "404" in message and "--data-dir" in message
+    assert "Connection refused" in message
     assert "\n" not in message
     assert list(cache.iterdir()) == []
 
@@ -275,7 +282,7 @@ def test_failed_download_leaves_nothing_and_says_what_to_do(mirrors, tmp_path):
 def test_load_mnist_without_a_folder_uses_the_cache(mirrors, mnist_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("MNIST_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(chainer_mnist, "MIRRORS", ((tmp_path / "mirrors" / "good").as_uri() + "/",))
+    monkeypatch.setattr(chainer_mnist, "MIRRORS", (mirrors["good"],))
     assert len(chainer_mnist.load_mnist()[0]) == 2000
     assert (tmp_path / "xdg" / "chainer-mnist-azureml" / "train-images-idx3-ubyte.gz").is_file()
 
