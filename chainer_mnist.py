@@ -186,9 +186,9 @@ def train_and_save(args):
             logged = {"Loss": test_loss, "Accuracy": test_accuracy, "Train loss": train_loss}
             for name, value in {**logged, "Train accuracy": train_accuracy}.items():
                 run.log(name, value)
-            values = {"settings": settings, "metrics": metrics, "data": data_record}
-            values = {"format": CHECKPOINT_FORMAT, "epoch": epoch, **{k: json.dumps(v) for k, v in values.items()}}
-            save_npz(out / CHECKPOINT, {**values, **state_of(model, "model/"), **state_of(optimizer, "optimizer/")})
+            record = {"settings": settings, "metrics": metrics, "data": data_record}
+            checkpoint = {"format": CHECKPOINT_FORMAT, "epoch": epoch} | {k: json.dumps(v) for k, v in record.items()}
+            save_npz(out / CHECKPOINT, checkpoint | state_of(model, "model/") | state_of(optimizer, "optimizer/"))
         if ranks.lead:
             save_model(out, model, {**settings, **metrics, "data": data_record})
             print(f"Saved {out / 'model.npz'} (test accuracy {metrics['test_accuracy']:.4f})")
