@@ -17,10 +17,8 @@ import hashlib
 import json
 import math
 import os
-import platform
 import secrets
 import signal
-import struct
 import sys
 import tempfile
 import time
@@ -234,8 +232,8 @@ def read_idx(path, ndim):
             header = f.read(4 + 4 * ndim)
             if len(header) < 4 + 4 * ndim:
                 raise DataError(f"{path}: truncated ({len(header)} bytes, shorter than an IDX header)")
-            magic, *shape = struct.unpack(f">{1 + ndim}I", header)
-            size, dims = math.prod(shape), "x".join(map(str, shape))
+            magic, *shape = np.frombuffer(header, ">u4").tolist()
+            size, dims = math.prod(shape), "x".join(map(str, shape))  # Python's ints: no overflow.
             if magic != 0x800 + ndim:  # 0x08: unsigned bytes; then the number of dimensions.
                 raise DataError(f"{path}: not a {ndim}-dimensional IDX file of bytes (magic {magic:#010x})")
             if size > MAX_EXAMPLES * 28 * 28:
@@ -446,11 +444,11 @@ def save_model(folder, model, record):
 class Ranks:
     """This process, alone or as a rank of an MPI job: then through ChainerMN, so mpi4py, imported only then."""
 
-    def __init__(self, device):
-        # As mpiexec says them: Open MPI; MPICH and Intel MPI.
+    def __init__(self, device_number):
+        # As mpiexec says them (Open MPI; MPICH and Intel MPI): read there, so that one process never needs mpi4py.
         size = os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1
         local_rank = os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK") or os.environ.get("MPI_LOCALRANKID") or 0
-        self.device = select_device(device, gpu=int(local_rank))  # One GPU per rank on a node.
+        self.device = select_device(device_number, gpu=int(local_rank))  # One GPU per rank on a node.
         self.size, self.rank, self.comm = int(size), 0, None
         if self.size > 1:
             import chainermn
@@ -491,11 +489,10 @@ class Ranks:
 
 
 def gpu_count():
-    if not chainer.backends.cuda.available:  # CuPy is not installed or cannot load.
-        return 0
+    """The GPUs CuPy sees: none where it is not installed or cannot load, or where there is no driver or GPU."""
     try:
-        return chainer.backends.cuda.cupy.cuda.runtime.getDeviceCount()
-    except chainer.backends.cuda.cupy.cuda.runtime.CUDARuntimeError:  # No driver or no GPU.
+        return chainer.backends.cuda.cupy.cuda.runtime.getDeviceCount() if chainer.backends.cuda.available else 0
+    except chainer.backends.cuda.cupy.cuda.runtime.CUDARuntimeError:
         return 0
 
 
@@ -582,7 +579,7 @@ def tune_cpu():
         libc.mallopt(option, value)
     # Flush denormals to zero, as PyTorch's set_flush_denormal does: Adam's moments of weights whose inputs are always
     # 0 (MNIST's border) decay into them, which x86 CPUs compute slowly; the update's threads inherit it.
-    if platform.machine() == "x86_64":
+    if os.uname().machine == "x86_64":
         np.finfo(np.float32), np.finfo(np.float64)  # Computed now: NumPy warns if it first meets a CPU that flushes.
         environment = (ctypes.c_uint32 * 8)()  # glibc's fenv_t on x86-64: 32 bytes, MXCSR last.
         libm.fegetenv(environment)
