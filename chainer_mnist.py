@@ -140,10 +140,9 @@ def train_and_save(args):
     with output_folder(args.output_dir, args.units) if ranks.lead else contextlib.nullcontext() as out:
         saved = ranks.broadcast(read_checkpoint(out / CHECKPOINT, settings) if args.resume and ranks.lead else None)
         if ranks.lead:
+            device = "CPU (NumPy)" if ranks.device.xp is np else f"GPU {ranks.device.device.id} (CuPy)"
             across = f"; {ranks.size} MPI ranks, ChainerMN's {ranks.communicator} communicator" if ranks.comm else ""
-            print(
-                f"Device: {'CPU (NumPy)' if ranks.device.xp is np else f'GPU {ranks.device.device.id} (CuPy)'}{across}"
-            )
+            print(f"Device: {device}{across}")
         data = ranks.broadcast(load_mnist(args.data_dir) if ranks.lead else None)
         if args.batchsize > len(data[0]):
             raise UsageError(f"--batchsize {args.batchsize} is more than the {len(data[0])} training examples")

@@ -96,8 +96,7 @@ def test_same_seed_same_model_other_seed_other_model(mnist_dir, tmp_path):
     assert not np.array_equal(a["/predictor/l1/W"], c["/predictor/l1/W"])
 
 
-# Both sides compute the same gradients on this host; only the update's rounding differs: a few units in the last place
-# of the parameter per step, far below a step (alpha, 1e-3) that a wrong moment or bias correction would change.
+# Same gradients on both sides: only the update's rounding differs, a few ulps a step, far below a step (alpha) itself.
 @pytest.mark.parametrize("dtype, rtol, atol", [(np.float32, 1e-5, 1e-7), (np.float64, 1e-12, 1e-15)])
 def test_fused_adam_matches_chainers_adam(dtype, rtol, atol):
     rng = np.random.default_rng(0)
@@ -581,8 +580,7 @@ needs_gpu = pytest.mark.skipif(why_no_gpu() is not None, reason=str(why_no_gpu()
 @needs_gpu
 def test_one_step_on_the_gpu_matches_the_cpu(mnist_dir):
     after = []
-    # cuBLAS and OpenBLAS sum in other orders, and Adam's first step turns a near-zero gradient's sign into a whole
-    # step (alpha): in float64 those orders differ by far less than a wrong kernel would.
+    # In float64: cuBLAS and OpenBLAS sum in other orders, and Adam's first step turns a near-zero gradient into a step.
     with chainer.using_config("dtype", np.float64):
         x, t, _, _ = chainer_mnist.load_mnist(mnist_dir)
         for name in ("@numpy", "@cupy:0"):
@@ -596,14 +594,13 @@ def test_one_step_on_the_gpu_matches_the_cpu(mnist_dir):
     largest = max(float(np.abs(value).max()) for value in after[0].values())
     print(f"largest parameter difference after one step, GPU against CPU: {difference:.2e} (a step is 1e-3)")
     assert after[0]["/predictor/l1/W"].dtype == np.float64
-    assert difference < 1e-9 * largest  # float64 rounding of one step; a step itself is 1e-3
+    assert difference < 1e-9 * largest  # float64 rounding of one step, far below the step (alpha) a wrong kernel moves
 
 
 @pytest.mark.gpu
 @needs_gpu
 def test_trains_on_the_gpu_and_saves_a_model_the_cpu_loads(mnist_dir, tmp_path, capsys):
-    # In float64, so that the CPU's other rounding of the GPU's weights cannot tip an example whose two best digits
-    # nearly tie: the approx then allows only the rounding of the sum of the batches' means.
+    # In float64 no example's two best digits tie within rounding: approx allows only the batch means' sum's rounding.
     with chainer.using_config("dtype", np.float64):
         result = train(mnist_dir, tmp_path, "--device", "0", "--epochs", "4")
         assert "Device: GPU 0 (CuPy)" in capsys.readouterr().out
