@@ -2,7 +2,7 @@
 # The GPU path of chainer_mnist.py (--device 0, CuPy), proven in one go on a bare Linux machine with an NVIDIA GPU
 # and its driver (e.g. an H100 or H200), with nothing reachable but the package registries. Under 8 minutes:
 #   1. a virtual environment like the Azure ML job's (job-environment.yml): Python 3.11, NumPy 1.26, Chainer 7.8.1,
-#      numba, azureml-core, and CuPy 13 for CUDA 11.x, with the CUDA 11.8 libraries it loads, from PyPI;
+#      numba, pooch, azureml-core, and CuPy 13 for CUDA 11.x, with the CUDA 11.8 libraries it loads, from PyPI;
 #   2. the GPU tests (pytest -m gpu): one training step on the GPU against the CPU from the same weights (the
 #      largest parameter difference is printed), and a run on the GPU whose model the CPU loads;
 #   3. the script for a few epochs on the GPU and on the CPU, from the same seed: seconds per epoch and accuracy.
@@ -39,7 +39,7 @@ $PIP --no-build-isolation chainer==7.8.1  # An sdist whose setup.py needs pkg_re
 # CUDA 11.8 libraries from PyPI that the wheel links to (it carries the CUDA runtime itself): NVRTC compiles
 # CuPy's kernels, cuBLAS the matrix products, cuRAND, cuSOLVER and cuSPARSE load with the modules Chainer imports.
 # No cuDNN: an MLP does not use it. Then what the tests import.
-$PIP "numba>=0.60" azureml-core==1.61.0.post4 "cupy-cuda11x>=13,<14" \
+$PIP "numba>=0.60" "pooch>=1.8" azureml-core==1.61.0.post4 "cupy-cuda11x>=13,<14" \
     nvidia-cuda-runtime-cu11==11.8.89 nvidia-cuda-nvrtc-cu11==11.8.89 nvidia-cublas-cu11==11.11.3.6 \
     nvidia-curand-cu11==10.3.0.86 nvidia-cusolver-cu11==11.4.1.48 nvidia-cusparse-cu11==11.7.5.86 \
     nvidia-cufft-cu11==10.9.0.58 \
