@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 
 import azureml_offline
@@ -12,6 +14,12 @@ SLOWEST_FIRST = ("test_notebook.py", "test_notebook_distributed.py", "test_noteb
 def pytest_collection_modifyitems(config, items):
     if not config.getoption("reverse", False):
         items.sort(key=lambda item: item.path.name not in SLOWEST_FIRST)
+
+
+def pytest_collection_finish(session):
+    """The SDK's modules (azureml.train.dnn alone) leave millions of objects that live as long as the process:
+    frozen, the garbage collector no longer walks them on each full collection, nor at the end of the run."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
