@@ -14,7 +14,7 @@ from azureml.core.compute.amlcompute import AmlComputeNodeStateCounts, AmlComput
 from azureml.core.compute_target import AbstractComputeTarget
 from azureml.exceptions import ComputeTargetException
 
-from . import store
+from .state import files as store
 
 # Azure's rule for compute names; it also keeps the name a plain file name.
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")

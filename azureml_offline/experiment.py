@@ -7,11 +7,13 @@ from pathlib import Path
 from azureml._base_sdk_common.common import check_valid_resource_name
 from azureml.exceptions import UserErrorException
 
-from . import estimators, hyperdrive, launch, mpi, store
+from . import estimators, hyperdrive
+from .engine import launch, mpi
+from .state import files as store
 from .compute import ComputeTarget
 from .run import Run
 
-RUNNER = [sys.executable, "-m", "azureml_offline.runner"]  # + the run folder, this pid, the runner lock's fd
+RUNNER = [sys.executable, "-m", "azureml_offline.engine.runner"]  # + the run folder, this pid, the runner lock's fd
 
 
 class Experiment:

@@ -23,11 +23,13 @@ from azureml.train.hyperdrive.run import HyperDriveRun as SdkHyperDriveRun
 from azureml.train.hyperdrive.runconfig import MAX_DURATION_MINUTES
 from azureml.train.hyperdrive.sampling import _sampling_from_dict
 
-from . import estimators, launch, store
+from . import estimators
+from .engine import launch
+from .state import files as store
 from .compute import ComputeTarget
 from .run import TERMINAL_STATES, Run
 
-SWEEP_DRIVER = [sys.executable, "-m", "azureml_offline.sweep"]  # + the run folder, this pid, the lock's fd
+SWEEP_DRIVER = [sys.executable, "-m", "azureml_offline.engine.sweep"]  # + the run folder, this pid, the lock's fd
 # Azure's documented limits (the SDK does not check them; the service refuses a sweep beyond them).
 MAX_TOTAL_RUNS, MAX_CONCURRENT_RUNS = 1000, 100
 BEST_CHILD_TABLE = "best_child_by_primary_metric"  # the parent's metric that the SDK reads the best child from

@@ -13,7 +13,7 @@ from azureml.core.model import Model as SdkModel
 from azureml.core.run import Run as SdkRun
 from azureml.exceptions import RunEnvironmentException, WebserviceException
 
-from . import store
+from .state import files as store
 
 
 class Model:

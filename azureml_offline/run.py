@@ -17,9 +17,9 @@ from azureml.core.run import Run as SdkRun
 from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
     WebserviceException
 
-from . import store
 from .engine import processes
-from .backend import RUN_DIR_VARIABLE
+from .state import files as store
+from .state.layout import RUN_DIR_VARIABLE
 from .model import Model
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")

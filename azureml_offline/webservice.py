@@ -27,7 +27,7 @@ from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration
 from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
 from azureml.exceptions import WebserviceException
 
-from . import store
+from .state import files as store
 from .engine.processes import child_environment
 
 ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values
@@ -138,7 +138,7 @@ def start_server(files):
     models = definition["modelIds"]
     model_dir = files.models / models[0].replace(":", "/") if len(models) == 1 else files.models
     env = child_environment(AML_APP_ROOT=str(files.app), SERVICE_NAME=definition["name"], PYTHONUNBUFFERED="1",
-               GUNICORN_CMD_ARGS="--config python:azureml_offline.gunicorn_config",
+               GUNICORN_CMD_ARGS="--config python:azureml_offline.engine.server_hooks",
                AZUREML_OFFLINE_SERVICE_DEFINITION=str(files.definition),
                AZUREML_OFFLINE_SERVICE_ID=definition["serviceId"], AZUREML_OFFLINE_SERVICE_KEYS=str(files.keys),
                AZUREML_OFFLINE_SERVICE_READY=str(files.ready), AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES))

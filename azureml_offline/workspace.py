@@ -4,7 +4,7 @@ Its name, location and ids all say "offline", so no printout can be mistaken for
 """
 from azureml.exceptions import UserErrorException
 
-from .backend import WorkspaceFolder
+from .state.layout import WorkspaceFolder
 from .compute import ComputeTarget
 from .experiment import Experiment
 

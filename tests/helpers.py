@@ -13,7 +13,7 @@ import nbformat
 from azureml.core import Environment, ScriptRunConfig
 from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal
 
-from azureml_offline.sweep import THREAD_VARIABLES
+from azureml_offline.engine.mpi import THREAD_VARIABLES
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,12 +12,12 @@ from azureml.exceptions import ActivityFailedException, ComputeTargetException, 
     WebserviceException
 
 from azureml_offline import experiment as experiment_module
-from azureml_offline import store
+from azureml_offline.state import files as store
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
-from azureml_offline.store import DamagedFile, DamagedRecordWarning
+from azureml_offline.state.files import DamagedFile, DamagedRecordWarning
 from azureml_offline.workspace import Workspace
 from helpers import alive, eventually, script_config, started_script
 
@@ -314,7 +314,7 @@ def test_a_recycled_runner_pid_does_not_keep_a_run_going(fresh_workspace):
 def test_a_submit_killed_while_copying_leaves_no_staging_folder_behind(fresh_workspace, tmp_path):
     root = fresh_workspace._backend.root
     killed = ("import os, signal, sys\n"
-              "from azureml_offline import store\n"
+              "from azureml_offline.state import files as store\n"
               "with store.staging_dir(sys.argv[1]) as staged:\n"
               "    (staged / 'half-copied').write_text('x')\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")

@@ -12,7 +12,8 @@ from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
     WebserviceException
 
-from azureml_offline import compute, store
+from azureml_offline import compute
+from azureml_offline.state import files as store
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
@@ -290,7 +291,8 @@ subprocess.run([sys.executable, "-c", "from azureml.core import Run; Run.get_con
 def test_the_run_binding_keeps_a_sitecustomize_it_hides_and_reaches_subprocesses(workspace, tmp_path, monkeypatch):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(HIDDEN_SITECUSTOMIZE)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    # In front of the PYTHONPATH there may be (the package's own folder, where it is not installed).
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])))
     run = Experiment(workspace, "sitecustomize").submit(script_config(tmp_path / "src", REPORTS_ITS_SITE))
     run.wait_for_completion()
     run.download_file("logs/std_log.txt", str(tmp_path / "log.txt"))

@@ -1,4 +1,4 @@
-"""A sweep's driver: `python -m azureml_offline.sweep <parent run folder> <submitter pid> <lock fd>`.
+"""A sweep's driver: `python -m azureml_offline.engine.sweep <parent run folder> <submitter pid> <lock fd>`.
 
 One process per sweep, started by hyperdrive.submit(), like a run's runner. It samples hyperparameters
 (sampling.py), submits each child as an ordinary run with its own runner, applies the early termination
@@ -15,13 +15,14 @@ import time
 
 from azureml.core.script_run_config import ScriptRunConfig
 
-from . import policies, sampling, store
-from .backend import RunFolder, WorkspaceFolder
-from .experiment import Experiment
-from .hyperdrive import BEST_CHILD_TABLE, HyperDriveRun
+from ..experiment import Experiment
+from ..hyperdrive import BEST_CHILD_TABLE, HyperDriveRun
+from ..run import TERMINAL_STATES, metric_values
+from ..state import files as store
+from ..state.layout import RunFolder, WorkspaceFolder
+from ..workspace import Workspace
+from . import policies, sampling
 from .mpi import THREAD_VARIABLES  # each sized so that concurrent children together use the machine's cores
-from .run import TERMINAL_STATES, metric_values
-from .workspace import Workspace
 
 POLL_SECONDS = 0.25
 

@@ -1,14 +1,14 @@
 """The run of the offline script this process belongs to: what Run.get_context() returns in it.
 
-Called from the runner's sitecustomize (script_path/sitecustomize.py), the one binding of the script
+Called from the runner's sitecustomize (engine/script_path/sitecustomize.py), the one binding of the script
 side; the notebook side never imports this module.
 """
 import os
 
-from .backend import RUN_DIR_VARIABLE, WorkspaceFolder
-from .experiment import Experiment
-from .run import Run
-from .workspace import Workspace
+from ..experiment import Experiment
+from ..run import Run
+from ..state.layout import RUN_DIR_VARIABLE, WorkspaceFolder
+from ..workspace import Workspace
 
 
 def current_run():

@@ -6,7 +6,7 @@ from pathlib import Path
 from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
-from .engine.processes import child_environment
+from .processes import child_environment
 
 
 def check_script_run_config(config):

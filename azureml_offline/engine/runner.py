@@ -1,4 +1,4 @@
-"""Runs one offline run's script and records its status: `python -m azureml_offline.runner <run folder> <parent pid> <lock fd>`.
+"""Runs one offline run's script and records its status: `python -m azureml_offline.engine.runner <run folder> <parent pid> <lock fd>`.
 
 A process of its own, so that the status is right however the notebook ends: the runner
 stops the script when the run is cancelled, when it is terminated, or when the process
@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import mpi, store
-from .engine import processes
-from .backend import RUN_DIR_VARIABLE, RunFolder
+from ..state import files as store
+from ..state.layout import RUN_DIR_VARIABLE, RunFolder
+from . import mpi, processes
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5  # between SIGTERM and SIGKILL when stopping the script
