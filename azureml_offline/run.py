@@ -19,7 +19,7 @@ from azureml.exceptions import ActivityFailedException, ExperimentExecutionExcep
 
 from .engine import processes
 from .state import files as store
-from .state.layout import RUN_DIR_VARIABLE
+from .state.layout import RUN_DIR_VARIABLE, run_error
 from .model import Model
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")
@@ -117,8 +117,7 @@ class Run:
         message = f"The offline runner process {how} before it recorded the end of the run"
         if log:
             message += "; runner.log ends:\n" + "\n".join(log[-RUNNER_LOG_TAIL_LINES:])
-        status.update(status="Failed", endTimeUtc=store.utc_now(),
-                      error={"error": {"code": "SystemError", "message": message}})
+        status.update(status="Failed", endTimeUtc=store.utc_now(), error=run_error("SystemError", message))
         self._folder.write_status(status)
         return status
 

@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
 from azureml.exceptions import WebserviceException
 
 from .state import files as store
+from .engine import processes
 from .engine.processes import child_environment
 
 ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values
@@ -150,7 +150,7 @@ def start_server(files):
         process = subprocess.Popen(server, cwd=files.app, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     _servers[process.pid] = process
-    store.write_json(files.server, {"pid": process.pid, "startTime": start_time(process.pid), "port": port})
+    store.write_json(files.server, {"pid": process.pid, "startTime": processes.start_time(process.pid), "port": port})
 
 
 def azmlinfsrv():
@@ -172,16 +172,6 @@ def free_port():
 
 # --- the server process ------------------------------------------------------------------------------------------
 
-def start_time(pid):
-    """The process's start time in clock ticks since boot (Linux), which tells it from a later one with its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (command) "
-    return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited
-
-
 def running(server):
     """Whether the recorded server process still runs (not another process that got its pid)."""
     if not server:
@@ -189,49 +179,16 @@ def running(server):
     process = _servers.get(server["pid"])
     if process is not None and process.poll() is not None:
         return False
-    return server["startTime"] is not None and start_time(server["pid"]) == server["startTime"]
+    return server["startTime"] is not None and processes.start_time(server["pid"]) == server["startTime"]
 
 
 def stop_server(server):
-    """Stop the server's whole session (master and workers), politely then for sure, and wait for it."""
+    """Stop the server's whole process group (master and workers), politely then for sure, and wait for it."""
     if not running(server):
         return
-    pid = server["pid"]
-    for sig, seconds in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, STOP_SECONDS)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and group_alive(pid):
-            time.sleep(0.05)
-        if not group_alive(pid):
-            break
-
-
-def group_alive(pgid):
-    """Whether a process of the group still runs; a zombie, exited but not yet reaped by its parent, does not."""
-    process = _servers.get(pgid)
-    if process is not None:
-        process.poll()  # reap it if it has exited
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return any(start_time(pid) is not None for pid in group_members(pgid))
-
-
-def group_members(pgid):
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
-                members.append(int(entry.name))
-    return members
+    process = _servers.get(server["pid"])
+    processes.stop_group(lambda: processes.group_members(server["pid"]), STOP_SECONDS,
+                         reap=process.poll if process is not None else lambda: None)
 
 
 def script_error(log):

@@ -21,6 +21,7 @@ from IPython.display import display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .engine.policies import best_of
 from .run import TERMINAL_STATES, metric_values
 
 POLL_SECONDS = 1.5
@@ -85,7 +86,7 @@ class RunDetails:
         children = []
         for child in self._run.get_children():
             values = metric_values(child.get_metrics(primary["name"]).get(primary["name"]))
-            best = (max if primary["goal"] == "maximize" else min)(values) if values else None
+            best = best_of(values, primary["goal"] == "maximize")
             children.append({"run_id": child.id, "status": child.get_status(),
                              "hyperparameters": json.loads(hyperparameters.get(child.id, "{}")),
                              "values": values, "latest": values[-1] if values else None, "best": best})

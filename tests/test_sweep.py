@@ -19,7 +19,7 @@ from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.hyperdrive import HyperDriveRun
 from azureml_offline.run import metric_values
-from azureml_offline.engine.mpi import THREAD_VARIABLES
+from azureml_offline.engine.processes import THREAD_VARIABLES
 from helpers import STAND_IN, alive, eventually, sweep_config
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 from azureml.exceptions import UserErrorException
 
 from .openblas import VARIABLE as OPENBLAS_CORETYPE
-from .processes import child_environment
+from .processes import THREAD_VARIABLES, child_environment, thread_environment
 
 # $0 is the number of ranks n, $1..$n their logs, then the command: each rank sends its output to its own log,
 # found by the rank number that its MPI sets (Open MPI: OMPI_COMM_WORLD_RANK, MPICH: PMI_RANK).
 RANK_TO_LOG = ('rank=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; shift "$rank"; log=$1; shift "$(($0 - rank))"; '
                'exec "$@" >"$log" 2>&1')
 EXPORTED = (OPENBLAS_CORETYPE,)  # named to mpiexec so that each rank surely gets it
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+__all__ = ["THREAD_VARIABLES", "command", "environment", "find_mpiexec", "is_open_mpi"]
 
 
 def find_mpiexec():
@@ -57,8 +57,7 @@ def command(mpiexec, processes, logs, script_command, environ=None):
 
 def environment(environ, processes, cores=None):
     """The ranks' environment: threads per rank x ranks <= cores; Open MPI allowed to run as root (as in CI)."""
-    cores = cores or len(os.sched_getaffinity(0))
-    env = child_environment(environ, **{name: str(max(1, cores // processes)) for name in THREAD_VARIABLES})
+    env = child_environment(environ, **thread_environment(processes, cores))
     env["OMPI_MCA_mpi_yield_when_idle"] = "1"
     if os.geteuid() == 0:  # Open MPI refuses to start as root unless told twice; MPICH ignores these.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")

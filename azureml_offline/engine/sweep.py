@@ -9,8 +9,6 @@ parent gone and stops its script.
 """
 import json
 import os
-import signal
-import sys
 import time
 
 from azureml.core.script_run_config import ScriptRunConfig
@@ -19,10 +17,11 @@ from ..experiment import Experiment
 from ..hyperdrive import BEST_CHILD_TABLE, HyperDriveRun
 from ..run import TERMINAL_STATES, metric_values
 from ..state import files as store
-from ..state.layout import RunFolder, WorkspaceFolder
+from ..state.layout import WorkspaceFolder, run_error
 from ..workspace import Workspace
-from . import policies, sampling
-from .mpi import THREAD_VARIABLES  # each sized so that concurrent children together use the machine's cores
+from . import driver, policies, processes, sampling
+from .policies import best_of
+from .processes import THREAD_VARIABLES
 
 POLL_SECONDS = 0.25
 
@@ -103,10 +102,11 @@ class Sweep:
     def share_cores(self):
         """Concurrent children share this machine's cores: each gets cores // max_concurrent_runs threads."""
         cores = len(os.sched_getaffinity(0))
-        threads = max(1, cores // self.settings["max_concurrent_runs"])
-        os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})  # inherited by each child
-        self.log("SCHEDULER", f"Each child runs {threads} thread(s) per pool ({', '.join(THREAD_VARIABLES)}): "
-                              f"{cores} cores, {self.settings['max_concurrent_runs']} children at a time")
+        threads = processes.thread_environment(self.settings["max_concurrent_runs"], cores)
+        os.environ.update(threads)  # inherited by each child
+        self.log("SCHEDULER", f"Each child runs {threads[THREAD_VARIABLES[0]]} thread(s) per pool "
+                              f"({', '.join(THREAD_VARIABLES)}): {cores} cores, "
+                              f"{self.settings['max_concurrent_runs']} children at a time")
 
     def running(self):
         return sum(not child.ended for child in self.children)
@@ -161,8 +161,7 @@ class Sweep:
         scored = [child for child in self.children if child.values]
         if not scored:
             return
-        pick = max if self.maximize else min
-        best = pick(scored, key=lambda child: best_of(child.values, self.maximize))
+        best = best_of(scored, self.maximize, key=lambda child: best_of(child.values, self.maximize))
         value = best_of(best.values, self.maximize)
         if final or best is not self.best or value != self.best_value:
             self.best, self.best_value = best, value
@@ -194,8 +193,8 @@ class Sweep:
             self.log("CONTROLLER", f"No child logged {self.metric}; {summary}")
         if self.children and counts["Failed"] == len(self.children):
             first = error_message(self.children[0].run)
-            return {"status": "Failed", "error": {"error": {
-                "code": "UserError", "message": f"All {len(self.children)} child runs failed; the first: {first}"}}}
+            return {"status": "Failed",
+                    "error": run_error("UserError", f"All {len(self.children)} child runs failed; the first: {first}")}
         return {"status": "Completed"}
 
 
@@ -212,27 +211,15 @@ def error_message(run):
     return run._read_status().get("error", {}).get("error", {}).get("message", "")
 
 
-def best_of(values, maximize):
-    return (max if maximize else min)(values) if values else None
-
-
-def main(folder, submitter_pid):
-    # Terminating the driver cancels the sweep, as terminating a runner cancels its run.
-    signal.signal(signal.SIGTERM, lambda signum, frame: folder.request_cancel())
-    status = {"status": "Running", "startTimeUtc": store.utc_now(), "runnerPid": os.getpid()}
-    folder.write_status(status)
-    sweep = None
+def run_sweep(folder, stop_requested):
+    """Drive the sweep to its end; what its final status adds. A failure here still stops its children."""
+    sweep = Sweep(folder)
     try:
-        sweep = Sweep(folder)
-        status.update(sweep.run(lambda: folder.cancel_requested() or os.getppid() != submitter_pid))
-    except BaseException as error:  # a bug here must still end the sweep and its children
-        status.update(status="Failed", error={"error": {"code": "SystemError", "message": f"sweep driver: {error!r}"}})
-        if sweep is not None:
-            sweep.stop_children()
-    status["endTimeUtc"] = store.utc_now()
-    folder.write_status(status)
+        return sweep.run(stop_requested)
+    except BaseException:
+        sweep.stop_children()
+        raise
 
 
 if __name__ == "__main__":
-    driver_lock = int(sys.argv[3])  # held, never used: it is closed when this process ends
-    main(RunFolder(sys.argv[1]), int(sys.argv[2]))
+    driver.main("sweep driver", run_sweep)

@@ -73,6 +73,12 @@ def plain_name(name, what):
     return name
 
 
+def run_error(code, message):
+    """A run's error as the SDK records it (get_details()["error"]): code "UserError" for the script's own
+    failures, "SystemError" for the offline workspace's."""
+    return {"error": {"code": code, "message": message}}
+
+
 class WorkspaceFolder:
     """The workspace folder `root`: its compute targets, experiments and runs, models and services."""
 
