@@ -1,5 +1,5 @@
-"""The package's shape: one module owns the workspace folder's layout, and no module (of the package or its
-subpackages) imports in a circle."""
+"""The package's shape: one module owns the workspace folder's layout, no module (of the package or its
+subpackages) imports in a circle, and no module or test reaches into another module's private attributes."""
 import ast
 from pathlib import Path
 
@@ -77,7 +77,8 @@ def import_graph():
 def test_no_module_imports_in_a_circle():
     graph = import_graph()
     # The parser sees the package's imports, also from and into its subpackages.
-    assert {"engine.processes", "state.files"} <= graph["run"] and "engine.openblas" in graph["engine.processes"]
+    assert {"backend", "state.files"} <= graph["run"] and "engine.openblas" in graph["engine.processes"]
+    assert {"engine.server", "state.layout"} <= graph["backend"]
     assert "state.files" in graph["state.layout"] and "experiment" in graph["engine.script_binding"]
     assert cycle(graph) is None
 
@@ -95,3 +96,61 @@ def test_no_module_but_the_backend_names_a_workspace_file_or_its_root():
         assert not named, f"{name} names {named}: only state/layout.py knows the workspace layout"
         roots = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "_root"]
         assert not roots, f"{name} reaches into a workspace's _root"
+
+
+# Private reaches: `x._name` where `_name` is an attribute that another module sets (assigns, or defines as a
+# method, class attribute or module-level name). Names the SDK sets are not the package's, and not counted.
+TESTS = Path(__file__).parent
+# Outside this package's ownership, using Workspace._at (kept for it): it moves to Workspace.at().
+NOT_YET_MOVED = {"test_notebook_deploy.py": 1}
+
+
+def is_private(name):
+    return name.startswith("_") and not name.startswith("__") and len(name) > 1
+
+
+def private_names_set(tree):
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return {name for name in names if is_private(name)}
+
+
+def private_reaches(tree, others):
+    """The `x._name` of module `tree` whose _name is not set in it but in one of `others` (their set names)."""
+    own = private_names_set(tree)
+    elsewhere = set().union(*others)
+    return sorted(f"{node.lineno}: ._{node.attr[1:]}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and is_private(node.attr)
+                  and node.attr not in own and node.attr in elsewhere)
+
+
+def test_no_module_of_the_package_reaches_into_another_s_private_attributes():
+    trees = modules()
+    sets = {name: private_names_set(tree) for name, tree in trees.items()}
+    reaches = {name: private_reaches(tree, [names for other, names in sets.items() if other != name])
+               for name, tree in trees.items()}
+    assert {name: found for name, found in reaches.items() if found} == {}
+
+
+def test_no_test_reaches_into_the_package_s_private_attributes():
+    package = [private_names_set(tree) for tree in modules().values()]
+    counts = {}
+    for path in sorted(TESTS.glob("*.py")):
+        found = private_reaches(ast.parse(path.read_text()), package)
+        if len(found) != NOT_YET_MOVED.get(path.name, 0):
+            counts[path.name] = found
+    assert counts == {}
+
+
+def test_the_counter_finds_a_planted_reach():
+    owner = ast.parse("class Run:\n    def __init__(self):\n        self._folder = 1\n    def _open(self):\n"
+                      "        return self._folder\n")
+    reader = ast.parse("def f(run, config):\n    return run._folder, run.id, config._sdk_only, Run._open\n")
+    assert private_reaches(owner, []) == []  # its own attribute
+    assert private_reaches(reader, [private_names_set(owner)]) == ["2: ._folder", "2: ._open"]

@@ -23,9 +23,9 @@
                                            keys.json, server.json (pid, start time, port), ready,
                                            app/ (source directory, azureml-models/<name>/<version>/), logs/
 
-The SDK stand-ins (Workspace, Experiment, Run, Model, ComputeTarget) call WorkspaceFolder and
-RunFolder and never build a path themselves. Names arrive here already checked against the SDK's
-rules; plain_name() still refuses any that would leave its folder.
+The backend (backend.py) and the engine's processes call WorkspaceFolder, RunFolder and ServiceFolder and
+never build a path themselves. Names arrive here already checked against the SDK's rules; plain_name()
+still refuses any that would leave its folder.
 """
 import fcntl
 import os
@@ -37,10 +37,13 @@ from pathlib import Path
 from azureml._project.ignore_file import get_project_ignore_file
 from azureml.exceptions import UserErrorException
 
-from . import files as store
+from . import files
 from .files import DamagedFile
 
 WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
+TERMINAL_STATES = ("Completed", "Failed", "Canceled")  # a run's statuses that never change again
+HYPERDRIVE_RUN_TYPE = "hyperdrive"  # run.json's runType of a sweep's parent, as the SDK's HyperDriveRun.RUN_TYPE
+BEST_CHILD_TABLE = "best_child_by_primary_metric"  # a sweep parent's metric table that the SDK reads its best from
 RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
 MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
@@ -73,6 +76,12 @@ def plain_name(name, what):
     return name
 
 
+def metric_values(logged):
+    """The numeric values of a metric as get_metrics() returns it (a value, or a list), as a list of floats."""
+    values = logged if isinstance(logged, list) else [] if logged is None else [logged]
+    return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
 def run_error(code, message):
     """A run's error as the SDK records it (get_details()["error"]): code "UserError" for the script's own
     failures, "SystemError" for the offline workspace's."""
@@ -98,9 +107,9 @@ class WorkspaceFolder:
             root.mkdir(parents=True, exist_ok=True)
             folder = cls(root.resolve(strict=True))
             if not (folder.root / "workspace.json").exists():
-                store.write_json(folder.root / "workspace.json", {"name": "offline-workspace",
-                                                                  "created": store.utc_now()})
-            store.remove_abandoned(folder.root / ".staging")
+                files.write_json(folder.root / "workspace.json", {"name": "offline-workspace",
+                                                                  "created": files.utc_now()})
+            files.remove_abandoned(folder.root / ".staging")
         except (OSError, RuntimeError) as error:  # RuntimeError: pathlib's symlink loop
             reason = "not a folder" if isinstance(error, FileExistsError) else getattr(error, "strerror", str(error))
             raise UserErrorException(f"{where} cannot hold the offline workspace: it must be a folder this user "
@@ -119,15 +128,15 @@ class WorkspaceFolder:
     # Compute targets
 
     def compute_names(self):
-        return store.names(self.root / "computes", ".json")
+        return files.names(self.root / "computes", ".json")
 
     def read_compute(self, name):
         """The definition of compute target `name`, or None."""
-        return store.read_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json")
+        return files.read_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json")
 
     def write_compute(self, name, definition):
         (self.root / "computes").mkdir(exist_ok=True)
-        store.write_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json", definition)
+        files.write_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json", definition)
 
     def delete_compute(self, name):
         """Remove compute target `name`; False if there was none."""
@@ -140,19 +149,19 @@ class WorkspaceFolder:
     # Experiments and runs
 
     def experiment_names(self):
-        return store.names(self.root / "experiments")
+        return files.names(self.root / "experiments")
 
     def add_experiment(self, name):
         (self.root / "experiments" / plain_name(name, "Experiment") / "runs").mkdir(parents=True, exist_ok=True)
 
     def runs(self, experiment):
         """The experiment's runs, newest first; one whose run.json is damaged is left out, with a warning."""
-        for number in reversed(store.numbers(self._runs(experiment))):
+        for number in reversed(files.numbers(self._runs(experiment))):
             run = self.run(experiment, number)
             try:
                 run.run_id
             except DamagedFile as error:
-                warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
+                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
                 continue
             yield run
 
@@ -176,19 +185,19 @@ class WorkspaceFolder:
         holds it stands for the runner (e.g. a sweep holding its queued children's): once no process
         holds it, a run that has not ended is seen as abandoned and marked Failed.
         """
-        with store.staging_dir(self.root / ".staging") as staged:
+        with files.staging_dir(self.root / ".staging") as staged:
             if source is not None:
                 self.copy_source(source, staged / "snapshot")
-            store.write_json(staged / "run.json", definition)
-            store.write_json(staged / "status.json", {"status": "Queued"})
+            files.write_json(staged / "run.json", definition)
+            files.write_json(staged / "status.json", {"status": "Queued"})
             for key, value in (tags or {}).items():
-                store.append_record(staged / "tags.jsonl", {key: value})
+                files.append_record(staged / "tags.jsonl", {key: value})
             for key, value in (properties or {}).items():
-                store.append_record(staged / "properties.jsonl", {key: value})
+                files.append_record(staged / "properties.jsonl", {key: value})
             lock = os.open(staged / "runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                number = store.publish(staged, self._runs(experiment))
+                number = files.publish(staged, self._runs(experiment))
             except BaseException:
                 os.close(lock)
                 raise
@@ -221,14 +230,14 @@ class WorkspaceFolder:
     # Models
 
     def model_names(self):
-        return store.names(self.root / "models")
+        return files.names(self.root / "models")
 
     def model_versions(self, name):
-        return store.numbers(self.root / "models" / plain_name(name, "Model"))
+        return files.numbers(self.root / "models" / plain_name(name, "Model"))
 
     def read_model(self, name, version):
         """The definition (model.json) of version `version` of model `name`, or None."""
-        return store.read_json(self._model(name, version) / "model.json")
+        return files.read_json(self._model(name, version) / "model.json")
 
     def model_entry(self, name, version):
         """The registered file or folder of a model version."""
@@ -239,12 +248,12 @@ class WorkspaceFolder:
 
     def new_model_version(self, name, source, definition):
         """Copy the file or folder `source` into the next version of model `name`; return the version."""
-        with store.staging_dir(self.root / ".staging") as staged:
+        with files.staging_dir(self.root / ".staging") as staged:
             (staged / "files").mkdir()
             copy = shutil.copytree if Path(source).is_dir() else shutil.copyfile
             copy(source, staged / "files" / Path(source).name)
-            store.write_json(staged / "model.json", definition)
-            return store.publish(staged, self.root / "models" / plain_name(name, "Model"))
+            files.write_json(staged / "model.json", definition)
+            return files.publish(staged, self.root / "models" / plain_name(name, "Model"))
 
     def _model(self, name, version):
         return self.root / "models" / plain_name(name, "Model") / str(int(version))
@@ -252,7 +261,7 @@ class WorkspaceFolder:
     # Web services
 
     def service_names(self):
-        return store.names(self.root / "services")
+        return files.names(self.root / "services")
 
     def service(self, name):
         """The folder of service `name` (whether or not it exists)."""
@@ -262,7 +271,7 @@ class WorkspaceFolder:
         """Call fill(ServiceFolder) on a staging folder and publish that as service `name`, whole or not at all;
         return what fill returned. FileExistsError if the workspace has a service of that name."""
         target = self.service(name).path
-        with store.staging_dir(self.root / ".staging") as staged:
+        with files.staging_dir(self.root / ".staging") as staged:
             filled = fill(ServiceFolder(staged))
             target.parent.mkdir(exist_ok=True)
             try:
@@ -300,7 +309,7 @@ class ServiceFolder:
 
     def write_keys(self, keys):
         """keys.json, readable by this user only: its keys let anyone call the service."""
-        store.write_json(self.keys, keys, mode=0o600)
+        files.write_json(self.keys, keys, mode=0o600)
 
     def discard(self):
         shutil.rmtree(self.path, ignore_errors=True)
@@ -318,7 +327,7 @@ class RunFolder:
     def definition(self):
         """run.json (written once, at submit)."""
         if self._definition is None:
-            definition = store.read_json(self.path / "run.json")
+            definition = files.read_json(self.path / "run.json")
             if definition is None or "runId" not in definition:
                 raise DamagedFile(self.path / "run.json", "missing" if definition is None else "no runId")
             self._definition = definition
@@ -329,13 +338,13 @@ class RunFolder:
         return self.definition()["runId"]
 
     def read_status(self):
-        status = store.read_json(self.path / "status.json")
+        status = files.read_json(self.path / "status.json")
         if status is None or not isinstance(status.get("status"), str):
             raise DamagedFile(self.path / "status.json", "missing" if status is None else "no status")
         return status
 
     def write_status(self, status):
-        store.write_json(self.path / "status.json", status)
+        files.write_json(self.path / "status.json", status)
 
     def runner_alive(self):
         """Whether the run's runner (or its submitter, before the runner starts) still holds runner.lock.
@@ -369,37 +378,45 @@ class RunFolder:
         return self.path / "snapshot"
 
     def append_metric(self, record):
-        store.append_record(self.path / "metrics.jsonl", record)
+        files.append_record(self.path / "metrics.jsonl", record)
 
     def metrics(self):
         """The metric records: each has a name and one of value, values (a list) or row (a dict)."""
         records = []
-        for record in store.read_records(self.path / "metrics.jsonl"):
+        for record in files.read_records(self.path / "metrics.jsonl"):
             if isinstance(record.get("name"), str) and ("value" in record or isinstance(record.get("values"), list)
                                                         or isinstance(record.get("row"), dict)):
                 records.append(record)
             else:
                 warnings.warn(f"{self.path / 'metrics.jsonl'}: a record that is not a metric, skipped: {record}",
-                              store.DamagedRecordWarning, stacklevel=2)
+                              files.DamagedRecordWarning, stacklevel=2)
         return records
 
+    def metric_values(self, name):
+        """The numeric values logged for metric `name` (run.log, run.log_list), in order, as Run.get_metrics() and
+        metric_values() give them; none for a table (run.log_row)."""
+        records = [record for record in self.metrics() if record["name"] == name]
+        if any("row" in record for record in records):
+            return []
+        return metric_values([value for record in records for value in record.get("values", [record.get("value")])])
+
     def append_tag(self, key, value):
-        store.append_record(self.path / "tags.jsonl", {key: value})
+        files.append_record(self.path / "tags.jsonl", {key: value})
 
     def tags(self):
         tags = {}
-        for record in store.read_records(self.path / "tags.jsonl"):
+        for record in files.read_records(self.path / "tags.jsonl"):
             tags.update(record)
         return tags
 
     def add_property(self, key, value):
         """Add a property; as on Azure, one that is set keeps its first value."""
         if key not in self.properties():
-            store.append_record(self.path / "properties.jsonl", {key: value})
+            files.append_record(self.path / "properties.jsonl", {key: value})
 
     def properties(self):
         properties = {}
-        for record in store.read_records(self.path / "properties.jsonl"):
+        for record in files.read_records(self.path / "properties.jsonl"):
             properties.update({key: value for key, value in record.items() if key not in properties})
         return properties
 
@@ -410,11 +427,11 @@ class RunFolder:
         return self.path / "files"
 
     def file_names(self):
-        return store.file_names(self.files)
+        return files.file_names(self.files)
 
     def file(self, name):
         """The path of the run's file `name`, refusing names that lead outside the run's files."""
-        return store.inside(self.files, name)
+        return files.inside(self.files, name)
 
     def log(self, rank=None):
         """The script's log; with `rank`, the log of that process of an MPI job."""
@@ -430,7 +447,10 @@ class RunFolder:
         return submitted["nodeCount"] * submitted["mpi"]["processCountPerNode"] if "mpi" in submitted else None
 
     def main_log(self):
-        """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
+        """The log that show_output streams: the script's, or rank 0's in an MPI job, or a sweep's driver's
+        log (as Azure streams)."""
+        if self.definition().get("runType") == HYPERDRIVE_RUN_TYPE:
+            return self.sweep_log
         return self.log(None if self.process_count() is None else 0)
 
     @property
@@ -441,7 +461,7 @@ class RunFolder:
     def collect_outputs(self):
         """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends."""
         outputs = self.snapshot / "outputs"
-        for name in store.file_names(outputs):
+        for name in files.file_names(outputs):
             target = self.files / "outputs" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(outputs / name, target)
