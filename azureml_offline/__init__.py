@@ -15,7 +15,7 @@ import os
 from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, LEGACY_PROJECT_FILENAME
 from azureml._file_utils.file_utils import traverse_up_path_and_find_file
 
-from .backend import shown, workspace_dir
+from .state.layout import shown, workspace_dir
 from .engine import openblas
 
 # Where the stand-ins go: (module, attribute, stand-in module, stand-in class). Imported when switched on,

@@ -1,441 +1,453 @@
-"""The offline workspace's folder: the one place that knows its layout, how each file is written and read.
+"""The offline workspace's backend, in moto's sense: one object per workspace folder that holds its state and its
+rules. The SDK stand-ins (Workspace, Experiment, Run, HyperDriveRun, Model, ComputeTarget, Webservice) translate
+the SDK's calls into calls of a Backend and never touch its parts; the engine's processes (engine/) run what it
+starts; the folder it keeps is state/layout.py's.
 
-    <workspace>/                         $AZUREML_OFFLINE_DIR, else ./.azureml-offline
-      workspace.json                     marks the folder as a workspace
-      .staging/<random>/                 runs and model versions being filled (locked while in use)
-      computes/<name>.json               a compute target's provisioning configuration
-      experiments/<name>/runs/<n>/       run number n of the experiment:
-        run.json                           what was submitted: runId, parentRunId, target, runDefinition
-                                           (a sweep's parent: runType "hyperdrive" and its settings)
-        status.json                        status, start and end times, error
-        runner.lock                        locked (flock) for as long as the run's runner lives
-        cancel                             a cancel request, for the runner
-        runner.log                         the runner's own stderr
-        metrics.jsonl, tags.jsonl,         appended records
-        properties.jsonl
-        snapshot/                          the copy of source_directory that the script runs in
-        files/                             the run's files: logs/std_log.txt (for an MPI job, each rank's
-                                           logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
-                                           outputs/ once the script ends; a sweep's parent:
-                                           azureml-logs/hyperdrive.txt, its driver's log
-      models/<name>/<version>/           model.json and files/<the registered file or folder>
-      services/<name>/                   a web service (ServiceFolder): service.json (what was deployed),
-                                           keys.json, server.json (pid, start time, port), ready,
-                                           app/ (source directory, azureml-models/<name>/<version>/), logs/
+    backend = open_backend(root)     # the Backend of a workspace folder (one per folder in a process)
+    backend = backend_of(run)        # ... of a stand-in: a Workspace, Experiment, Run, Model or Webservice
 
-The SDK stand-ins (Workspace, Experiment, Run, Model, ComputeTarget) call WorkspaceFolder and
-RunFolder and never build a path themselves. Names arrive here already checked against the SDK's
-rules; plain_name() still refuses any that would leave its folder.
+What it does: submit a run, a sweep or an MPI job (submit_run, submit_sweep); reconcile a run's status with its
+runner (reconcile_status: a run whose runner died is marked Failed, and what it left is killed); cancel a run;
+register a model (register_model); deploy, update, reconcile and delete a web service. What it answers: the
+runs, children, models and services it keeps, as state.layout's folders (RunFolder, ServiceFolder), and the
+runner processes this process started (runner).
 """
-import fcntl
-import os
+import re
+import secrets
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
-import warnings
 from pathlib import Path
 
-from azureml._project.ignore_file import get_project_ignore_file
-from azureml.exceptions import UserErrorException
+import requests
+from azureml._model_management._util import model_name_validation
+from azureml.exceptions import ComputeTargetException, UserErrorException, WebserviceException
 
-from . import store
-from .store import DamagedFile
+from .engine import launch, mpi, processes, server
+from .state import files
+from .state.layout import HYPERDRIVE_RUN_TYPE, RUN_DIR_VARIABLE, TERMINAL_STATES, WorkspaceFolder, run_error
 
-WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
-RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
-LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
-MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
-SWEEP_LOG = "azureml-logs/hyperdrive.txt"  # a sweep's file with what its driver did, named as on Azure
-# Never snapshotted, whatever .amlignore says: version control, caches, offline workspaces
-# (the current one under any name is left out too: see WorkspaceFolder.new_run).
-SNAPSHOT_IGNORE = (".git", "__pycache__", ".ipynb_checkpoints", ".azureml-offline")
+# WorkspaceFolder stays importable from here for code written before state/ existed (the notebook tests).
+__all__ = ["Backend", "WorkspaceFolder", "backend_of", "copy_app", "open_backend", "open_run_folder",
+           "run_definition"]
 
+RUNNER = [sys.executable, "-m", "azureml_offline.engine.runner"]  # + the run folder, this pid, the lock's fd
+SWEEP_DRIVER = [sys.executable, "-m", "azureml_offline.engine.sweep"]
+RUNNER_LOG_TAIL_LINES = 10  # of runner.log, in the error of a run whose runner died
+RUNNER_EXIT_SECONDS = 5  # for a runner that has released its lock to finish exiting
+POLL_SECONDS = 0.5
+# Azure's rule for compute names; it also keeps the name a plain file name.
+COMPUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
+ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values of services
+START_SECONDS = 60  # a service whose server was never started (its deployer died first) is Failed after this
+PROBE_SECONDS = 2  # liveness probe timeout
 
-def workspace_dir():
-    """$AZUREML_OFFLINE_DIR, or .azureml-offline in the current directory."""
-    return Path(os.environ.get(WORKSPACE_DIR_VARIABLE) or ".azureml-offline").absolute()
-
-
-def shown(path):
-    """How to print a path: relative to the current directory, never absolute (notebooks keep what they print)."""
-    path = Path(path).resolve()
-    if os.environ.get(WORKSPACE_DIR_VARIABLE) and path == Path(os.environ[WORKSPACE_DIR_VARIABLE]).resolve():
-        return f"${WORKSPACE_DIR_VARIABLE}"
-    try:
-        return path.relative_to(Path.cwd()).as_posix() or "."
-    except ValueError:
-        return path.name
+_backends = {}  # workspace folder -> its Backend, one per folder in this process
 
 
-def plain_name(name, what):
-    """`name` if it names an entry of a folder (not a path, not . or ..), else UserErrorException."""
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise UserErrorException(f"{what} name {name!r} is not a valid name")
-    return name
+def open_backend(root=None):
+    """The Backend of the workspace folder `root` (default: state.layout.workspace_dir()), created if need be."""
+    folder = WorkspaceFolder.open(root)
+    return _backends.setdefault(folder.root, Backend(folder))
 
 
-class WorkspaceFolder:
-    """The workspace folder `root`: its compute targets, experiments and runs, models and services."""
+def backend_of(thing):
+    """The Backend behind a stand-in: a Workspace (its `backend` attribute, offline only), or what has a
+    `workspace` (Experiment, Model, Webservice) or an `experiment` (Run)."""
+    while not isinstance(thing, Backend):
+        owner = next((name for name in ("backend", "workspace", "experiment") if hasattr(thing, name)), None)
+        if owner is None:
+            raise TypeError(f"{thing!r} belongs to no offline workspace")
+        thing = getattr(thing, owner)
+    return thing
 
-    def __init__(self, root):
-        self.root = Path(root)
 
-    @classmethod
-    def open(cls, root=None):
-        """The workspace in `root` (default: workspace_dir()), created if need be; a clear error if it cannot be.
+def open_run_folder(run_dir):
+    """(Backend, experiment name, RunFolder) of the run folder `run_dir` (a script's RUN_DIR_VARIABLE)."""
+    folder, experiment, number = WorkspaceFolder.of_run(run_dir)
+    backend = _backends.setdefault(folder.root, Backend(folder))
+    return backend, experiment, folder.run(experiment, number)
 
-        Staging folders left by a process killed while filling them are removed here.
-        """
-        root = Path(root) if root is not None else workspace_dir()
-        where = f"{WORKSPACE_DIR_VARIABLE}={os.environ[WORKSPACE_DIR_VARIABLE]!r}" \
-            if os.environ.get(WORKSPACE_DIR_VARIABLE) else f"the offline workspace folder {shown(root)!r}"
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            folder = cls(root.resolve(strict=True))
-            if not (folder.root / "workspace.json").exists():
-                store.write_json(folder.root / "workspace.json", {"name": "offline-workspace",
-                                                                  "created": store.utc_now()})
-            store.remove_abandoned(folder.root / ".staging")
-        except (OSError, RuntimeError) as error:  # RuntimeError: pathlib's symlink loop
-            reason = "not a folder" if isinstance(error, FileExistsError) else getattr(error, "strerror", str(error))
-            raise UserErrorException(f"{where} cannot hold the offline workspace: it must be a folder this user "
-                                     f"can write ({reason})") from None
-        return folder
 
-    @classmethod
-    def of_run(cls, run_dir):
-        """(workspace, experiment name, run number) of the run folder `run_dir` (a script's RUN_DIR_VARIABLE)."""
-        run_dir = Path(run_dir)  # <workspace>/experiments/<name>/runs/<number>
-        return cls(run_dir.parents[3]), run_dir.parents[1].name, int(run_dir.name)
+def is_valid_compute_name(name):
+    return isinstance(name, str) and COMPUTE_NAME.fullmatch(name) is not None
 
-    def __eq__(self, other):
-        return isinstance(other, WorkspaceFolder) and other.root == self.root
+
+def compute_not_found(name):
+    return ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {name} not found in provided "
+                                  "workspace")
+
+
+def distribution(run_config):
+    """What the run definition says of an MPI job, as Azure records it; {} for a one-process run.
+
+    ScriptRunConfig(distributed_job_config=MpiConfiguration(...)) sets the communicator, node_count and mpi.
+    """
+    if run_config.communicator in (None, "None"):
+        return {}
+    if run_config.communicator not in ("IntelMpi", "OpenMpi"):
+        raise UserErrorException(f"Offline runs support MpiConfiguration, not the {run_config.communicator} "
+                                 f"communicator of {run_config.framework}")
+    counts = {"node_count": run_config.node_count, "process_count_per_node": run_config.mpi.process_count_per_node}
+    for name, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise UserErrorException(f"MpiConfiguration {name} must be a positive integer, not {count!r}")
+    return {"framework": run_config.framework, "communicator": run_config.communicator,
+            "nodeCount": counts["node_count"], "mpi": {"processCountPerNode": counts["process_count_per_node"]}}
+
+
+def run_definition(config, arguments=(), distributed=True):
+    """The runDefinition recorded for ScriptRunConfig `config`: its script, its arguments and then `arguments`
+    (strings, as Azure passes them), its environment's name, and (if `distributed`) its MPI job."""
+    return {"script": config.script,
+            "arguments": [str(argument) for argument in [*(config.arguments or []), *arguments]],
+            "environment": config.run_config.environment.name,
+            **(distribution(config.run_config) if distributed else {})}
+
+
+class Backend:
+    """One offline workspace: its folder (a state.layout.WorkspaceFolder, `folder`) and the rules that change it."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self._runners = {}  # run id -> Popen of the runner (or sweep driver) this process started for it
+        self._runs = {}  # (experiment, run id) -> RunFolder, filled as runs are looked up
+
+    @property
+    def root(self):
+        return self.folder.root
 
     # Compute targets
 
     def compute_names(self):
-        return store.names(self.root / "computes", ".json")
+        return self.folder.compute_names()
 
-    def read_compute(self, name):
-        """The definition of compute target `name`, or None."""
-        return store.read_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json")
+    def compute(self, name):
+        """The definition of compute target `name`; ComputeTargetNotFound, as Azure's, if there is none."""
+        definition = self.folder.read_compute(name) if is_valid_compute_name(name) else None
+        if definition is None:
+            raise compute_not_found(name)
+        return definition
 
-    def write_compute(self, name, definition):
-        (self.root / "computes").mkdir(exist_ok=True)
-        store.write_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json", definition)
+    def create_compute(self, name, definition):
+        """Record compute target `name` (replacing one of that name, as Azure's create does)."""
+        if not is_valid_compute_name(name):
+            raise ComputeTargetException(f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, "
+                                         "starting with a letter")
+        self.folder.write_compute(name, definition)
 
     def delete_compute(self, name):
-        """Remove compute target `name`; False if there was none."""
-        try:
-            (self.root / "computes" / f"{plain_name(name, 'Compute target')}.json").unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        if not self.folder.delete_compute(name):
+            raise compute_not_found(name)
 
     # Experiments and runs
 
     def experiment_names(self):
-        return store.names(self.root / "experiments")
+        return self.folder.experiment_names()
 
     def add_experiment(self, name):
-        (self.root / "experiments" / plain_name(name, "Experiment") / "runs").mkdir(parents=True, exist_ok=True)
+        self.folder.add_experiment(name)
 
     def runs(self, experiment):
-        """The experiment's runs, newest first; one whose run.json is damaged is left out, with a warning."""
-        for number in reversed(store.numbers(self._runs(experiment))):
-            run = self.run(experiment, number)
-            try:
-                run.run_id
-            except DamagedFile as error:
-                warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
-                continue
+        """The experiment's runs (RunFolder), newest first."""
+        for run in self.folder.runs(experiment):
+            self._runs.setdefault((experiment, run.run_id), run)
             yield run
 
-    def run(self, experiment, number):
-        return RunFolder(self._runs(experiment) / str(number))
+    def run(self, experiment, run_id):
+        """The RunFolder of run `run_id` of `experiment`, or None."""
+        known = self._runs.get((experiment, run_id))
+        if known is None or not known.path.exists():  # runs never move, unless the workspace was removed
+            self._runs.pop((experiment, run_id), None)
+            for _ in self.runs(experiment):  # one pass indexes them all
+                pass
+        return self._runs.get((experiment, run_id))
 
-    def find_run(self, experiment, run_id):
-        """The experiment's run with id `run_id`, or None."""
-        return next((run for run in self.runs(experiment) if run.run_id == run_id), None)
+    def folder_of(self, run):
+        """The RunFolder of `run`, a Run stand-in (by its experiment's name and its id)."""
+        return self.run(run.experiment.name, run.id)
 
     def children(self, experiment, parent_id):
         """The runs of `experiment` whose parent is run `parent_id`, oldest first."""
         return [run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id]
 
-    def new_run(self, experiment, definition, tags, source=None, properties=None):
-        """Publish a new run of `experiment` (status Queued) and return (RunFolder, lock).
+    def runner(self, run_id):
+        """The runner (or sweep driver) process, a Popen, that this process started for run `run_id`, or None."""
+        return self._runners.get(run_id)
 
-        `definition` becomes run.json (with "parentRunId" for a child run); `source`, a folder, is
-        snapshotted as the SDK does: honouring its .amlignore, else its .gitignore. `lock` is an open
-        file descriptor that holds runner.lock: pass it to the runner process, then close it here. Whoever
-        holds it stands for the runner (e.g. a sweep holding its queued children's): once no process
-        holds it, a run that has not ended is seen as abandoned and marked Failed.
-        """
-        with store.staging_dir(self.root / ".staging") as staged:
-            if source is not None:
-                self.copy_source(source, staged / "snapshot")
-            store.write_json(staged / "run.json", definition)
-            store.write_json(staged / "status.json", {"status": "Queued"})
-            for key, value in (tags or {}).items():
-                store.append_record(staged / "tags.jsonl", {key: value})
-            for key, value in (properties or {}).items():
-                store.append_record(staged / "properties.jsonl", {key: value})
-            lock = os.open(staged / "runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                number = store.publish(staged, self._runs(experiment))
-            except BaseException:
-                os.close(lock)
-                raise
-        return self.run(experiment, number), lock
+    def submit_run(self, experiment, config, tags=None, run_id=None, parent_id=None, arguments=()):
+        """Snapshot ScriptRunConfig `config`'s source directory and start its script in a runner process; return
+        the new run's RunFolder. A sweep's child has run_id and parent_id, and its hyperparameters as more
+        `arguments`."""
+        launch.check_script_run_config(config)
+        definition = run_definition(config, arguments)
+        if "mpi" in definition:
+            mpi.find_mpiexec()  # a clear error now, rather than a failed run
+        target = config.run_config.target
+        if target != "local":
+            nodes = self.compute(target)["scaleSettings"]["maxNodeCount"]  # ComputeTargetNotFound, as on Azure
+            if config.run_config.node_count > nodes:
+                raise UserErrorException(f"node_count {config.run_config.node_count} is more than the "
+                                         f"{nodes} nodes of compute target {target!r}")
+        record = {"runId": run_id or f"{experiment}_{int(time.time())}_{uuid.uuid4().hex[:8]}", "target": target,
+                  "submitted": files.utc_now(), "runDefinition": definition}
+        if parent_id:
+            record["parentRunId"] = parent_id
+        return self._start(experiment, record, tags, config.source_directory, RUNNER)
 
-    def copy_source(self, source, target):
-        """Copy the folder `source` to `target` as the SDK snapshots it (a run's, a web service's): honouring its
-        .amlignore, else its .gitignore, and leaving out SNAPSHOT_IGNORE and this workspace folder."""
-        shutil.copytree(source, target, ignore=self._snapshot_ignore(source))
+    def submit_sweep(self, experiment, run_id, config, settings, tags, properties):
+        """Record a sweep's parent run (what each child runs, ScriptRunConfig `config`, and the sweep's
+        `settings`) and start its driver; return the parent's RunFolder."""
+        self.compute(config.run_config.target)  # ComputeTargetNotFound, as Azure's submit
+        record = {"runId": run_id, "runType": HYPERDRIVE_RUN_TYPE, "target": config.run_config.target,
+                  "submitted": files.utc_now(),
+                  # What each child runs, before its hyperparameters are added to the arguments.
+                  "runDefinition": run_definition(config, distributed=False), "hyperdrive": settings}
+        return self._start(experiment, record, tags, config.source_directory, SWEEP_DRIVER, properties)
 
-    def _snapshot_ignore(self, source):
-        """copytree's ignore: the SDK's ignore file for `source`, SNAPSHOT_IGNORE, and this workspace folder."""
-        ignore_file = get_project_ignore_file(str(source))
-        builtin = shutil.ignore_patterns(*SNAPSHOT_IGNORE)
+    def _start(self, experiment, record, tags, source, command, properties=None):
+        folder, lock = self.folder.new_run(experiment, record, tags, source=Path(source), properties=properties)
+        self._runs[(experiment, folder.run_id)] = folder
+        self._runners[folder.run_id] = launch.start(folder, lock, command)
+        return folder
 
-        def ignore(folder, names):
-            ignored = set(builtin(folder, names))
-            for name in names:
-                path = os.path.abspath(os.path.join(folder, name))
-                # A folder is matched with a trailing slash, so that a pattern such as "data/" applies to it.
-                if ignore_file.is_file_excluded(path + os.sep if os.path.isdir(path) else path) \
-                        or Path(path).resolve() == self.root:
-                    ignored.add(name)
-            return ignored
-        return ignore
+    def reconcile_status(self, run):
+        """The status record of RunFolder `run`. A run whose runner is gone without ending it is marked Failed
+        (else it would never end), and what its script started is killed."""
+        status = run.read_status()
+        if status["status"] in TERMINAL_STATES or run.runner_alive():
+            return self._reaped(run, status)
+        status = run.read_status()  # it may have ended the run just before exiting
+        if status["status"] in TERMINAL_STATES:
+            return self._reaped(run, status)
+        # What the script started may have outlived the runner (a script in a session of its own): stop it.
+        processes.kill_marked(RUN_DIR_VARIABLE, str(run.path))
+        how = "died"
+        runner = self._runners.get(run.run_id)
+        if runner is not None:
+            try:  # its lock is released: it is exiting, if it has not yet
+                runner.wait(timeout=RUNNER_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+        if runner and runner.poll() is not None:
+            code = runner.returncode
+            how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+        log = run.runner_log.read_text(errors="replace").strip().splitlines() if run.runner_log.exists() else []
+        message = f"The offline runner process {how} before it recorded the end of the run"
+        if log:
+            message += "; runner.log ends:\n" + "\n".join(log[-RUNNER_LOG_TAIL_LINES:])
+        status.update(status="Failed", endTimeUtc=files.utc_now(), error=run_error("SystemError", message))
+        run.write_status(status)
+        return status
 
-    def _runs(self, experiment):
-        return self.root / "experiments" / plain_name(experiment, "Experiment") / "runs"
+    def _reaped(self, run, status):
+        """`status`; once it is final, the runner this process started has written it and is exiting: reap it."""
+        runner = self._runners.get(run.run_id)
+        if runner is not None and status["status"] in TERMINAL_STATES:
+            runner.wait()
+        return status
+
+    def cancel_run(self, run):
+        """Ask the runner of RunFolder `run` to stop its script and wait until the run has ended (Canceled)."""
+        if self.reconcile_status(run)["status"] in TERMINAL_STATES:
+            return
+        run.request_cancel()  # the runner watches for this, as Azure's local runs do
+        while self.reconcile_status(run)["status"] not in TERMINAL_STATES:
+            time.sleep(POLL_SECONDS)
 
     # Models
 
     def model_names(self):
-        return store.names(self.root / "models")
+        return self.folder.model_names()
 
     def model_versions(self, name):
-        return store.numbers(self.root / "models" / plain_name(name, "Model"))
+        return self.folder.model_versions(name)
 
-    def read_model(self, name, version):
-        """The definition (model.json) of version `version` of model `name`, or None."""
-        return store.read_json(self._model(name, version) / "model.json")
+    def model(self, name, version):
+        """What was recorded of version `version` of model `name` (model.json), or None."""
+        return self.folder.read_model(name, version)
 
     def model_entry(self, name, version):
-        """The registered file or folder of a model version."""
-        entries = list((self._model(name, version) / "files").iterdir())
-        if len(entries) != 1:
-            raise DamagedFile(self._model(name, version) / "files", f"holds {len(entries)} entries, not one")
-        return entries[0]
+        """The registered file or folder of the model version."""
+        return self.folder.model_entry(name, version)
 
-    def new_model_version(self, name, source, definition):
+    def register_model(self, name, source, tags=None, properties=None, description=None, framework=None,
+                       framework_version=None, run_id=None, experiment=None):
         """Copy the file or folder `source` into the next version of model `name`; return the version."""
-        with store.staging_dir(self.root / ".staging") as staged:
-            (staged / "files").mkdir()
-            copy = shutil.copytree if Path(source).is_dir() else shutil.copyfile
-            copy(source, staged / "files" / Path(source).name)
-            store.write_json(staged / "model.json", definition)
-            return store.publish(staged, self.root / "models" / plain_name(name, "Model"))
-
-    def _model(self, name, version):
-        return self.root / "models" / plain_name(name, "Model") / str(int(version))
+        if not isinstance(name, str):
+            raise WebserviceException(f"Error, model name must be a string, not {type(name).__name__}")
+        model_name_validation(name)  # the SDK's rule; it also keeps the name a plain folder name
+        if framework is None and framework_version is not None:
+            raise WebserviceException("Model framework version cannot be provided without a valid framework")
+        for what, value in (("tags", tags), ("properties", properties)):
+            if value is not None and not isinstance(value, dict):
+                raise WebserviceException(f"Error, {what} must be a dict, not {type(value).__name__}")
+        return self.folder.new_model_version(name, source, {
+            "tags": dict(tags or {}), "properties": dict(properties or {}), "description": description,
+            "framework": framework, "frameworkVersion": framework_version, "createdTime": files.utc_now(),
+            "runId": run_id, "experimentName": experiment})
 
     # Web services
 
     def service_names(self):
-        return store.names(self.root / "services")
+        return self.folder.service_names()
 
     def service(self, name):
-        """The folder of service `name` (whether or not it exists)."""
-        return ServiceFolder(self.root / "services" / plain_name(name, "Service"))
+        """The ServiceFolder of service `name` (its files may not exist: see service_definition)."""
+        return self.folder.service(name)
 
-    def new_service(self, name, fill):
-        """Call fill(ServiceFolder) on a staging folder and publish that as service `name`, whole or not at all;
-        return what fill returned. FileExistsError if the workspace has a service of that name."""
-        target = self.service(name).path
-        with store.staging_dir(self.root / ".staging") as staged:
-            filled = fill(ServiceFolder(staged))
-            target.parent.mkdir(exist_ok=True)
-            try:
-                os.rename(staged, target)  # fails onto an existing, non-empty folder
-            except OSError:
-                raise FileExistsError(f"service {name!r} exists") from None
-        return filled
+    def service_definition(self, name):
+        """What was deployed as service `name` (service.json), or None if there is no such service."""
+        return files.read_json(self.folder.service(name).definition)
 
-    def remove_service(self, name):
-        """Take service `name` out of the workspace at once; its folder, moved aside for the caller to stop its
-        server and discard(), or None if there was none."""
-        service = self.service(name)
-        aside = service.path.with_name(f".deleted-{name}-{uuid.uuid4().hex}")  # hidden: not in service_names()
+    def deploy_service(self, name, kind, settings, models, inference_config, auth, overwrite):
+        """Publish service `name` (its app, models, keys and definition) and start its server. `kind` is ACI or
+        LOCAL; `settings` the definition's description, tags, properties and configuration."""
+        server.azmlinfsrv()  # fails before anything is written if the server is not installed
+        if self.service_definition(name) is not None:
+            if not overwrite:
+                raise name_taken(name)
+            self.delete_service(name)
+        definition = {"name": name, "computeType": kind, "serviceId": uuid.uuid4().hex, "createdTime": files.utc_now(),
+                      **settings, "modelIds": [model.id for model in models],
+                      "environment": inference_config.environment.name if inference_config.environment else None}
+
+        def write(service):
+            definition["entryScript"] = copy_app(service, self.folder, inference_config)
+            copy_models(service, self.folder, definition["modelIds"])
+            service.write_keys({"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
+            files.write_json(service.definition, definition)
+
         try:
-            os.rename(service.path, aside)
-        except FileNotFoundError:
-            return None
-        return ServiceFolder(aside)
+            self.folder.new_service(name, write)
+        except FileExistsError:  # another process deployed one of that name meanwhile
+            raise name_taken(name) from None
+        server.start(self.folder.service(name))
 
+    def update_service(self, name, tags=None, properties=None, description=None, auth_enabled=None, models=None,
+                       inference_config=None):
+        """Apply an update; new models or a new inference config restart the server."""
+        service = self.folder.service(name)
+        definition = files.read_json(service.definition)
+        if tags is not None:
+            definition["tags"] = dict(tags)
+        if properties is not None:
+            definition["properties"].update(properties)
+        if description is not None:
+            definition["description"] = description
+        if auth_enabled is not None:
+            service.write_keys(dict(files.read_json(service.keys), authEnabled=bool(auth_enabled)))
+        if models is None and inference_config is None:
+            files.write_json(service.definition, definition)
+            return
+        server.stop(files.read_json(service.server))
+        for stale in (service.ready, service.server):
+            stale.unlink(missing_ok=True)
+        if inference_config is not None:
+            shutil.rmtree(service.app)
+            definition["entryScript"] = copy_app(service, self.folder, inference_config)
+        if models is not None:
+            definition["modelIds"] = [model.id for model in models]
+        copy_models(service, self.folder, definition["modelIds"])
+        definition["serviceId"] = uuid.uuid4().hex  # the old server's watch ends
+        files.write_json(service.definition, definition)
+        server.start(service)
 
-class ServiceFolder:
-    """One web service's folder: what was deployed, its keys, its server process, its app and models, its logs."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.definition = self.path / "service.json"  # what was deployed; rewritten by update()
-        self.keys = self.path / "keys.json"  # authEnabled and the two keys; the server re-reads it
-        self.server = self.path / "server.json"  # pid, process start time and port of azmlinfsrv
-        self.ready = self.path / "ready"  # written by a server worker once init() has returned
-        self.app = self.path / "app"  # a copy of the source directory: AML_APP_ROOT and working directory
-        # <model>/<version>/<files> in the app's folder, as in Azure's container: Model.get_model_path() finds them
-        self.models = self.app / "azureml-models"
-        self.server_log = self.path / "logs" / "server.log"  # azmlinfsrv's and the script's output
-        self.init_log = self.path / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
-
-    def write_keys(self, keys):
-        """keys.json, readable by this user only: its keys let anyone call the service."""
-        store.write_json(self.keys, keys, mode=0o600)
-
-    def discard(self):
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-class RunFolder:
-    """One run's folder: what was submitted, its status, metrics, tags, files, and its runner's lock."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.number = int(self.path.name)
-        self.experiment = self.path.parents[1].name
-        self._definition = None
-
-    def definition(self):
-        """run.json (written once, at submit)."""
-        if self._definition is None:
-            definition = store.read_json(self.path / "run.json")
-            if definition is None or "runId" not in definition:
-                raise DamagedFile(self.path / "run.json", "missing" if definition is None else "no runId")
-            self._definition = definition
-        return self._definition
-
-    @property
-    def run_id(self):
-        return self.definition()["runId"]
-
-    def read_status(self):
-        status = store.read_json(self.path / "status.json")
-        if status is None or not isinstance(status.get("status"), str):
-            raise DamagedFile(self.path / "status.json", "missing" if status is None else "no status")
-        return status
-
-    def write_status(self, status):
-        store.write_json(self.path / "status.json", status)
-
-    def runner_alive(self):
-        """Whether the run's runner (or its submitter, before the runner starts) still holds runner.lock.
-
-        A lock, not a pid: it goes with the process however it ends, and a recycled pid cannot hold it.
-        """
-        try:
-            fd = os.open(self.path / "runner.lock", os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-
-    def request_cancel(self):
-        (self.path / "cancel").touch()
-
-    def cancel_requested(self):
-        return (self.path / "cancel").exists()
-
-    @property
-    def runner_log(self):
-        return self.path / "runner.log"
-
-    @property
-    def snapshot(self):
-        return self.path / "snapshot"
-
-    def append_metric(self, record):
-        store.append_record(self.path / "metrics.jsonl", record)
-
-    def metrics(self):
-        """The metric records: each has a name and one of value, values (a list) or row (a dict)."""
-        records = []
-        for record in store.read_records(self.path / "metrics.jsonl"):
-            if isinstance(record.get("name"), str) and ("value" in record or isinstance(record.get("values"), list)
-                                                        or isinstance(record.get("row"), dict)):
-                records.append(record)
+    def reconcile_service(self, name, session=None):
+        """(state, error, server) of service `name`, read from its server: Transitioning, Healthy, Unhealthy,
+        Failed or Deleted; `error` says why it failed; `server` is server.json's record (pid, port) or None.
+        State is never stored where it could go stale: the server process (alive or not), its `ready` file and
+        its liveness route (probed with the requests `session`) tell it."""
+        service = self.folder.service(name)
+        record = files.read_json(service.server)
+        error = None
+        if not service.definition.exists():
+            state = "Deleted"
+        elif server.running(record):
+            if not service.ready.exists():
+                state = "Transitioning"
             else:
-                warnings.warn(f"{self.path / 'metrics.jsonl'}: a record that is not a metric, skipped: {record}",
-                              store.DamagedRecordWarning, stacklevel=2)
-        return records
+                state = "Healthy" if answers(session or requests, record["port"]) else "Unhealthy"
+        elif record is None and time.time() - service.definition.stat().st_mtime <= START_SECONDS:
+            state = "Transitioning"  # the deployer records the server a moment after publishing the folder
+        else:
+            state = "Failed"
+            why = "The server process was never started" if record is None else \
+                f"The server process exited: {server.startup_error(service.server_log)}"
+            error = {"code": "ServiceFailed", "message": why, "details": "get_logs() shows the server's log"}
+        return state, error, record
 
-    def append_tag(self, key, value):
-        store.append_record(self.path / "tags.jsonl", {key: value})
+    def service_keys(self, name):
+        """keys.json of service `name` (authEnabled and the two keys), or None if there is no such service."""
+        return files.read_json(self.folder.service(name).keys)
 
-    def tags(self):
-        tags = {}
-        for record in store.read_records(self.path / "tags.jsonl"):
-            tags.update(record)
-        return tags
+    def regenerate_key(self, name, which, value=None):
+        """Replace the service's "primaryKey" or "secondaryKey" with `value` or a new key; the server re-reads it."""
+        service = self.folder.service(name)
+        service.write_keys(dict(files.read_json(service.keys), **{which: value or new_key()}))
 
-    def add_property(self, key, value):
-        """Add a property; as on Azure, one that is set keeps its first value."""
-        if key not in self.properties():
-            store.append_record(self.path / "properties.jsonl", {key: value})
+    def service_log(self, name, init=False):
+        """The server's log (init: what deployment copied), or '' if there is none."""
+        service = self.folder.service(name)
+        log = service.init_log if init else service.server_log
+        return log.read_text(errors="replace") if log.exists() else ""
 
-    def properties(self):
-        properties = {}
-        for record in store.read_records(self.path / "properties.jsonl"):
-            properties.update({key: value for key, value in record.items() if key not in properties})
-        return properties
+    def delete_service(self, name):
+        """Stop the service's server (its port is free when this returns) and remove its folder; False if there
+        was no such service."""
+        gone = self.folder.remove_service(name)  # first, so no one finds it half deleted
+        if gone is None:
+            return False
+        server.stop(files.read_json(gone.server))
+        gone.discard()
+        return True
 
-    # The run's files
 
-    @property
-    def files(self):
-        return self.path / "files"
+def answers(session, port):
+    """Whether the server on `port` answers its liveness route."""
+    try:
+        return session.get(f"http://127.0.0.1:{port}/", timeout=PROBE_SECONDS).status_code == 200
+    except requests.RequestException:
+        return False
 
-    def file_names(self):
-        return store.file_names(self.files)
 
-    def file(self, name):
-        """The path of the run's file `name`, refusing names that lead outside the run's files."""
-        return store.inside(self.files, name)
+def name_taken(name):
+    return WebserviceException(f"Service {name} with the same name already exists, please use a different service "
+                               f"name or delete the existing service.")
 
-    def log(self, rank=None):
-        """The script's log; with `rank`, the log of that process of an MPI job."""
-        return self.files / (LOG if rank is None else f"logs/std_log_process_{rank}.txt")
 
-    @property
-    def mpi_log(self):
-        return self.files / MPI_LOG
+def copy_app(service, folder, inference_config):
+    """Copy the source directory (as a run's snapshot, never the workspace itself) or, without one, the entry
+    script into the app folder of ServiceFolder `service` of WorkspaceFolder `folder`; return the entry script's
+    path there."""
+    entry_script = Path(inference_config.entry_script)
+    if inference_config.source_directory:
+        folder.copy_source(inference_config.source_directory, service.app)
+    else:
+        service.app.mkdir()
+        shutil.copy(entry_script, service.app)
+        entry_script = Path(entry_script.name)
+    return entry_script.as_posix()
 
-    def process_count(self):
-        """How many processes run the script: node_count x process_count_per_node for an MPI job, else None."""
-        submitted = self.definition()["runDefinition"]
-        return submitted["nodeCount"] * submitted["mpi"]["processCountPerNode"] if "mpi" in submitted else None
 
-    def main_log(self):
-        """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
-        return self.log(None if self.process_count() is None else 0)
+def copy_models(service, folder, model_ids):
+    """Copy the files of the models ("name:version") of WorkspaceFolder `folder` where the server finds them."""
+    shutil.rmtree(service.models, ignore_errors=True)
+    service.models.mkdir()
+    service.init_log.parent.mkdir(exist_ok=True)
+    lines = []
+    for model_id in model_ids:
+        name, version = model_id.rsplit(":", 1)
+        entry = folder.model_entry(name, version)  # the registered file or folder
+        target = service.models / name / version
+        target.mkdir(parents=True)
+        (shutil.copytree if entry.is_dir() else shutil.copyfile)(entry, target / entry.name)
+        lines.append(f"Copied model {model_id} into azureml-models/{name}/{version}\n")
+    service.init_log.write_text("".join(lines) or "No models to copy\n")
 
-    @property
-    def sweep_log(self):
-        """A sweep's log, written by its driver (what the parent run streams)."""
-        return self.files / SWEEP_LOG
 
-    def collect_outputs(self):
-        """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends."""
-        outputs = self.snapshot / "outputs"
-        for name in store.file_names(outputs):
-            target = self.files / "outputs" / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(outputs / name, target)
+def new_key():
+    return secrets.token_urlsafe(24)  # 32 characters, as Azure's keys

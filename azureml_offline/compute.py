@@ -4,7 +4,6 @@ It takes the SDK's real AmlCompute provisioning configuration and reports the SD
 AmlComputeStatus, whose vmSize describes this machine (cores, memory, GPU).
 """
 import os
-import re
 import shutil
 import subprocess
 import warnings
@@ -14,14 +13,8 @@ from azureml.core.compute.amlcompute import AmlComputeNodeStateCounts, AmlComput
 from azureml.core.compute_target import AbstractComputeTarget
 from azureml.exceptions import ComputeTargetException
 
-from . import store
-
-# Azure's rule for compute names; it also keeps the name a plain file name.
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
-
-
-def is_valid_name(name):
-    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+from .backend import backend_of, is_valid_compute_name
+from .state import files
 
 
 class ComputeTarget(AbstractComputeTarget):
@@ -29,25 +22,21 @@ class ComputeTarget(AbstractComputeTarget):
     ScriptRunConfig(compute_target=...) records its name as it does for an Azure target."""
 
     def __init__(self, workspace, name):
-        definition = workspace._backend.read_compute(name) if is_valid_name(name) else None
-        if definition is None:
-            raise ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {name} not found in "
-                                         "provided workspace")
+        self._backend = backend_of(workspace)
+        self._definition = self._backend.compute(name)  # ComputeTargetNotFound, as Azure's
         super().__init__("AmlCompute", name)
-        self._backend = workspace._backend
-        self._definition = definition
 
     @staticmethod
     def create(workspace, name, provisioning_configuration):
         """Record the target (as Azure's create does, replacing one of the same name) and return it."""
-        if not is_valid_name(name):
+        if not is_valid_compute_name(name):
             raise ComputeTargetException(f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, "
                                          "starting with a letter")
         if not isinstance(provisioning_configuration, AmlComputeProvisioningConfiguration):
             raise ComputeTargetException("Offline, ComputeTarget.create takes AmlCompute.provisioning_configuration(...), "
                                          f"not {type(provisioning_configuration).__name__}")
         provisioning_configuration.validate_configuration()
-        workspace._backend.write_compute(name, {
+        backend_of(workspace).create_compute(name, {
             "vmSize": provisioning_configuration.vm_size,
             "vmPriority": provisioning_configuration.vm_priority,
             "scaleSettings": provisioning_configuration.scale_settings.serialize(),
@@ -58,17 +47,12 @@ class ComputeTarget(AbstractComputeTarget):
     def list(workspace):
         """The workspace's compute targets; one whose file is damaged is left out, with a warning."""
         targets = []
-        for name in workspace._backend.compute_names():
+        for name in backend_of(workspace).compute_names():
             try:
                 targets.append(ComputeTarget(workspace, name))
-            except (ComputeTargetException, store.DamagedFile) as error:
-                warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
+            except (ComputeTargetException, files.DamagedFile) as error:
+                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
         return targets
-
-    @property
-    def _max_nodes(self):
-        """The cluster's maximum node count, as provisioned (not an SDK member: for submit)."""
-        return self._definition["scaleSettings"]["maxNodeCount"]
 
     def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=25,
                             is_delete_operation=False):
@@ -93,9 +77,7 @@ class ComputeTarget(AbstractComputeTarget):
 
     def delete(self):
         """Remove the target from the workspace folder; the runs made on it keep their records."""
-        if not self._backend.delete_compute(self.name):
-            raise ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {self.name} not found "
-                                         "in provided workspace")
+        self._backend.delete_compute(self.name)  # ComputeTargetNotFound if it is gone
 
     def __repr__(self):
         return f"ComputeTarget(workspace=<offline>, name={self.name!r})  # this machine"

@@ -6,7 +6,6 @@ driver (sweep.py), a process of its own like a run's runner, which runs the chil
 """
 import collections
 import json
-import sys
 import uuid
 import warnings
 
@@ -23,14 +22,14 @@ from azureml.train.hyperdrive.run import HyperDriveRun as SdkHyperDriveRun
 from azureml.train.hyperdrive.runconfig import MAX_DURATION_MINUTES
 from azureml.train.hyperdrive.sampling import _sampling_from_dict
 
-from . import estimators, launch, store
-from .compute import ComputeTarget
-from .run import TERMINAL_STATES, Run
+from . import estimators
+from .backend import backend_of
+from .engine import launch
+from .run import Run
+from .state.layout import BEST_CHILD_TABLE, TERMINAL_STATES
 
-SWEEP_DRIVER = [sys.executable, "-m", "azureml_offline.sweep"]  # + the run folder, this pid, the lock's fd
 # Azure's documented limits (the SDK does not check them; the service refuses a sweep beyond them).
 MAX_TOTAL_RUNS, MAX_CONCURRENT_RUNS = 1000, 100
-BEST_CHILD_TABLE = "best_child_by_primary_metric"  # the parent's metric that the SDK reads the best child from
 
 
 def submit(experiment, config, tags):
@@ -39,8 +38,6 @@ def submit(experiment, config, tags):
     script_config = script_run_config(config)
     launch.check_script_run_config(script_config)
     check(config, script_config)
-    target = script_config.run_config.target
-    ComputeTarget(experiment.workspace, target)  # raises ComputeTargetNotFound as Azure's submit does
     run_id = f"HD_{uuid.uuid4().hex}"  # Azure's: HD_<uuid4>; without hyphens offline, never mistaken for one
     settings = {
         "generator_config": config._generator_config,
@@ -50,24 +47,12 @@ def submit(experiment, config, tags):
         "max_concurrent_runs": min(config._max_concurrent_runs, config._max_total_runs),
         "max_duration_minutes": min(config._max_duration_minutes, MAX_DURATION_MINUTES),  # as the SDK warned
     }
-    folder, lock = experiment.workspace._backend.new_run(experiment.name, {
-        "runId": run_id,
-        "runType": SdkHyperDriveRun.RUN_TYPE,
-        "target": target,
-        "submitted": store.utc_now(),
-        # What each child runs, before its hyperparameters are added to the arguments.
-        "runDefinition": {"script": script_config.script,
-                          "arguments": [str(argument) for argument in script_config.arguments or []],
-                          "environment": script_config.run_config.environment.name},
-        "hyperdrive": settings,
-    }, tags, source=script_config.source_directory, properties={
+    backend_of(experiment).submit_sweep(experiment.name, run_id, script_config, settings, tags, properties={
         "primary_metric_config": json.dumps(config._primary_metric_config),
         "runTemplate": "HyperDrive",
         "azureml.runsource": "hyperdrive",
     })
-    run = HyperDriveRun._open(experiment, folder)
-    run._hyperdrive_config = config
-    run._runner = launch.start(folder, lock, SWEEP_DRIVER)
+    run = HyperDriveRun(experiment, run_id, config)
     what = "the estimator's image" if config.estimator is not None else \
         f"environment {script_config.run_config.environment.name!r}"
     print(f"Offline sweep {run_id}: up to {settings['max_total_runs']} runs of {script_config.script}, "
@@ -125,37 +110,29 @@ def check(config, script_config):
                                 target="policy"))
 
 
-def open_run(experiment, folder):
-    """The Run of `folder`: a HyperDriveRun for a sweep's parent."""
-    is_sweep = folder.definition().get("runType") == SdkHyperDriveRun.RUN_TYPE
-    return (HyperDriveRun if is_sweep else Run)._open(experiment, folder)
+def open_run(experiment, run_id):
+    """The Run of run `run_id`: a HyperDriveRun for a sweep's parent."""
+    run = Run(experiment, run_id)
+    return HyperDriveRun(experiment, run_id) if run.type == SdkHyperDriveRun.RUN_TYPE else run
 
 
 class HyperDriveRun(Run):
     """A sweep: the parent of its child runs. The SDK's own code answers the questions about its children."""
-
-    def _streamed_log(self):
-        """What show_output streams for a sweep: its driver's log, as Azure's azureml-logs/hyperdrive.txt."""
-        return self._folder.sweep_log
 
     def __init__(self, experiment, run_id, hyperdrive_config=None, **kwargs):
         if not isinstance(run_id, str):
             raise HyperDriveConfigException._with_error(
                 AzureMLError.create(InvalidType, exp="str", obj="run_id", actual=repr(run_id), target="run_id"))
         super().__init__(experiment, run_id)
-        if self._folder.definition().get("runType") != SdkHyperDriveRun.RUN_TYPE:
+        if self.type != SdkHyperDriveRun.RUN_TYPE:
             raise UserErrorException(f"Run {run_id} is not a HyperDrive run (a sweep's parent)")
         self._hyperdrive_config = hyperdrive_config
-
-    def _bind(self, experiment, folder):
-        super()._bind(experiment, folder)
-        self._hyperdrive_config = None
 
     @property
     def hyperdrive_config(self):
         """The HyperDriveConfig that was submitted, or one rebuilt from the sweep's record, as the SDK does."""
         if self._hyperdrive_config is None:
-            settings = self._folder.definition()["hyperdrive"]
+            settings = backend_of(self).run(self.experiment.name, self.id).definition()["hyperdrive"]
             self._hyperdrive_config = HyperDriveConfig(
                 hyperparameter_sampling=_sampling_from_dict(settings["generator_config"]),
                 primary_metric_name=settings["primary_metric_config"]["name"],
@@ -178,7 +155,7 @@ class HyperDriveRun(Run):
         best = self._recorded_best(include_failed, include_canceled)
         if best is None:
             run_id, _ = self._get_best_run_id_by_primary_metric(include_failed, include_canceled)
-            best = Run(self._experiment, run_id) if run_id else None
+            best = Run(self.experiment, run_id) if run_id else None
         if best is None:
             warnings.warn(self._why_no_best(include_failed, include_canceled), UserWarning, stacklevel=2)
         return best
@@ -192,7 +169,7 @@ class HyperDriveRun(Run):
         last = {column: values[-1] if isinstance(values, list) else values for column, values in table.items()}
         if not last["final"] and self.get_status() in TERMINAL_STATES:
             return None
-        best = Run(self._experiment, last["run_id"])
+        best = Run(self.experiment, last["run_id"])
         excluded = [status for status, included in (("Failed", include_failed), ("Canceled", include_canceled))
                     if not included]
         return None if best.get_status() in excluded else best

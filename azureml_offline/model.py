@@ -1,6 +1,6 @@
 """The offline stand-in for azureml.core.Model: a registry of immutable, numbered model versions.
 
-A version is filled in a staging folder and then renamed into place (backend.WorkspaceFolder.new_model_version),
+A version is filled in a staging folder and then renamed into place (Backend.register_model),
 so it appears whole or not at all, and two processes registering at once get distinct versions.
 """
 import os
@@ -13,7 +13,8 @@ from azureml.core.model import Model as SdkModel
 from azureml.core.run import Run as SdkRun
 from azureml.exceptions import RunEnvironmentException, WebserviceException
 
-from . import store
+from .backend import backend_of
+from .state import files
 
 
 class Model:
@@ -28,12 +29,13 @@ class Model:
             raise WebserviceException("Error, one of id or name must be provided.")
         validate_name(name)
         version = parse_version(version)
-        versions = workspace._backend.model_versions(name)
+        backend = backend_of(workspace)
+        versions = backend.model_versions(name)
         version = version if version is not None else (versions[-1] if versions else None)
         if version not in versions:
             raise WebserviceException(f"ModelNotFound: Model with name {name}"
                                       f"{'' if version is None else f', version {version}'} not found in workspace")
-        definition = workspace._backend.read_model(name, version)
+        definition = backend.model(name, version)
         if definition is None:
             raise WebserviceException(f"ModelNotFound: Model with name {name}, version {version} not found in workspace")
         self.workspace = workspace
@@ -55,36 +57,20 @@ class Model:
         """Register the local file or folder model_path as the next version of model_name."""
         if not isinstance(model_path, (str, os.PathLike)) or not os.path.exists(model_path):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found')
-        return Model._register(workspace, Path(model_path), model_name, tags, properties, description,
-                               model_framework, model_framework_version)
-
-    @staticmethod
-    def _register(workspace, source, model_name, tags, properties, description, model_framework=None,
-                  model_framework_version=None, run=None):
-        """Copy the file or folder `source` into a new version of model_name, and return that version."""
-        validate_name(model_name)
-        if model_framework is None and model_framework_version is not None:
-            raise WebserviceException("Model framework version cannot be provided without a valid framework")
-        for what, value in (("tags", tags), ("properties", properties)):
-            if value is not None and not isinstance(value, dict):
-                raise WebserviceException(f"Error, {what} must be a dict, not {type(value).__name__}")
-        version = workspace._backend.new_model_version(model_name, source, {
-            "tags": dict(tags or {}), "properties": dict(properties or {}), "description": description,
-            "framework": model_framework, "frameworkVersion": model_framework_version,
-            "createdTime": store.utc_now(), "runId": run.id if run else None,
-            "experimentName": run.experiment.name if run else None})
-        return Model(workspace, model_name, version=version)
+        return register_version(workspace, Path(model_path), model_name, tags, properties, description,
+                                model_framework, model_framework_version)
 
     @staticmethod
     def list(workspace, name=None, *, latest=False):
         """Registered versions, of all models or of `name`: by name, then newest first."""
         models = []
-        for each in [name] if name else workspace._backend.model_names():
-            for version in workspace._backend.model_versions(each)[::-1]:
+        backend = backend_of(workspace)
+        for each in [name] if name else backend.model_names():
+            for version in backend.model_versions(each)[::-1]:
                 try:
                     models.append(Model(workspace, each, version=version))
-                except store.DamagedFile as error:  # one damaged version hides no other
-                    warnings.warn(str(error), store.DamagedRecordWarning, stacklevel=2)
+                except files.DamagedFile as error:  # one damaged version hides no other
+                    warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
                     continue
                 if latest:
                     break
@@ -116,11 +102,11 @@ class Model:
             except RunEnvironmentException:
                 return SdkModel._get_model_path_local(model_name, version)
         model = Model(workspace, model_name, version=version)
-        return str(workspace._backend.model_entry(model.name, model.version))
+        return str(backend_of(workspace).model_entry(model.name, model.version))
 
     def download(self, target_dir=".", exist_ok=False):
         """Copy the model's file or folder into target_dir and return its path there."""
-        source = self.workspace._backend.model_entry(self.name, self.version)
+        source = backend_of(self).model_entry(self.name, self.version)
         target = Path(target_dir) / source.name
         if target.exists() and not exist_ok:
             raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {target}")
@@ -137,6 +123,15 @@ class Model:
     def __repr__(self):
         return (f"Model(workspace={self.workspace!r}, name={self.name}, id={self.id}, version={self.version}, "
                 f"tags={self.tags}, properties={self.properties})")
+
+
+def register_version(workspace, source, model_name, tags, properties, description, model_framework=None,
+                     model_framework_version=None, run=None):
+    """Copy the file or folder `source` into a new version of model_name (of `run`, if given); its Model."""
+    version = backend_of(workspace).register_model(
+        model_name, source, tags, properties, description, model_framework, model_framework_version,
+        run_id=run.id if run else None, experiment=run.experiment.name if run else None)
+    return Model(workspace, model_name, version=version)
 
 
 def validate_name(name):

@@ -1,12 +1,12 @@
 """The offline stand-in for azureml.core.Run: one run, read by the notebook and written by its script.
 
-Its folder (backend.RunFolder) holds what was submitted, the status that the runner writes, the metrics and
-tags that the script and the notebook append, the snapshot the script runs in, and the run's files.
+Its folder (state.layout.RunFolder, found through the workspace's Backend) holds what was submitted, the status
+that the runner writes, the metrics and tags that the script and the notebook append, the snapshot the script runs
+in, and the run's files.
 """
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -17,37 +17,25 @@ from azureml.core.run import Run as SdkRun
 from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
     WebserviceException
 
-from . import store
-from .engine import processes
-from .backend import RUN_DIR_VARIABLE
-from .model import Model
+from . import model
+from .backend import backend_of
+from .state import files
+from .state.layout import TERMINAL_STATES, metric_values  # noqa: F401 (metric_values: importable from here)
 
-TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 POLL_SECONDS = 0.5
-RUNNER_LOG_TAIL_LINES = 10  # of runner.log, in the error of a run whose runner died
 
 
 class Run:
     """A run of an offline experiment."""
 
     def __init__(self, experiment, run_id):
-        folder = experiment.workspace._backend.find_run(experiment.name, run_id)
+        self._backend = backend_of(experiment)
+        folder = self._backend.run(experiment.name, run_id)
         if folder is None:
             raise UserErrorException(f"No run {run_id!r} in offline experiment {experiment.name!r}")
-        self._bind(experiment, folder)
-
-    @classmethod
-    def _open(cls, experiment, folder):
-        """The Run of `experiment` kept in `folder`, a backend.RunFolder."""
-        run = cls.__new__(cls)
-        run._bind(experiment, folder)
-        return run
-
-    def _bind(self, experiment, folder):
         self._experiment = experiment
         self._folder = folder
         self._id = folder.run_id
-        self._runner = None  # the runner process, for the Run that submit() returned
 
     @classmethod
     def get_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
@@ -68,6 +56,11 @@ class Run:
         return self._experiment
 
     @property
+    def type(self):
+        """The run's type, as the SDK names it: "azureml.scriptrun", or "hyperdrive" for a sweep's parent."""
+        return self._folder.definition().get("runType", "azureml.scriptrun")
+
+    @property
     def parent(self):
         """The run this one is a child of (e.g. a sweep's), or None."""
         parent_id = self._folder.definition().get("parentRunId")
@@ -79,8 +72,8 @@ class Run:
         that status; with `tags`, a tag name or {name: value}, those tagged so."""
         if properties is not None or type is not None:
             raise UserErrorException("Offline runs record no properties or run type to select children by")
-        for folder in self._experiment.workspace._backend.children(self._experiment.name, self._id):
-            child = Run._open(self._experiment, folder)
+        for folder in self._backend.children(self._experiment.name, self._id):
+            child = Run(self._experiment, folder.run_id)
             if tags is None:
                 tagged = True
             else:
@@ -96,36 +89,12 @@ class Run:
         return self.get_status()
 
     def get_status(self):
-        return self._read_status()["status"]
-
-    def _read_status(self):
-        """The status; a run whose runner is gone without ending it is marked Failed (else it would never end)."""
-        status = self._folder.read_status()
-        if status["status"] in TERMINAL_STATES or self._folder.runner_alive():
-            return status
-        status = self._folder.read_status()  # it may have ended the run just before exiting
-        if status["status"] in TERMINAL_STATES:
-            return status
-        # What the script started may have outlived the runner (a script in a session of its own): stop it.
-        processes.kill_marked(RUN_DIR_VARIABLE, str(self._folder.path))
-        how = "died"
-        if self._runner and self._runner.poll() is not None:
-            code = self._runner.returncode
-            how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
-        log = self._folder.runner_log.read_text(errors="replace").strip().splitlines() \
-            if self._folder.runner_log.exists() else []
-        message = f"The offline runner process {how} before it recorded the end of the run"
-        if log:
-            message += "; runner.log ends:\n" + "\n".join(log[-RUNNER_LOG_TAIL_LINES:])
-        status.update(status="Failed", endTimeUtc=store.utc_now(),
-                      error={"error": {"code": "SystemError", "message": message}})
-        self._folder.write_status(status)
-        return status
+        return self._backend.reconcile_status(self._folder)["status"]
 
     def get_details(self):
         """The SDK's details dict; logFiles maps each log's name to itself (read it with download_file)."""
         submitted = self._folder.definition()
-        status = self._read_status()
+        status = self._backend.reconcile_status(self._folder)
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
         details.update({"properties": self.get_properties(), "inputDatasets": [], "outputDatasets": [],
@@ -135,13 +104,9 @@ class Run:
 
     def _log_names(self):
         """The run's logs, the one that show_output streams last (RunDetails shows the last one's tail)."""
-        streamed = self._streamed_log().relative_to(self._folder.files).as_posix()
+        streamed = self._folder.main_log().relative_to(self._folder.files).as_posix()
         return sorted((name for name in self.get_file_names() if name.startswith(("logs/", "azureml-logs/"))),
                       key=lambda name: name == streamed)
-
-    def _streamed_log(self):
-        """The log that show_output streams: the script's, or rank 0's in an MPI job (as Azure streams)."""
-        return self._folder.main_log()
 
     def get_details_with_logs(self):
         """get_details(), with each log's text in logFiles."""
@@ -170,7 +135,7 @@ class Run:
     def _wait(self, out):
         """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
         if out:
-            log = self._streamed_log().relative_to(self._folder.files).as_posix()
+            log = self._folder.main_log().relative_to(self._folder.files).as_posix()
             out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
                       f"Streaming {log}\n{'=' * (len(log) + 10)}\n\n")
         printed = 0
@@ -179,15 +144,13 @@ class Run:
             if out:
                 printed = self._write_log(out, printed, whole=status in TERMINAL_STATES)
             if status in TERMINAL_STATES:
-                if self._runner:
-                    self._runner.wait()  # it has written the status and is exiting: reap it
                 return status
             time.sleep(POLL_SECONDS)
 
     def _write_log(self, out, start, whole):
         """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""
         try:
-            with open(self._streamed_log(), "rb") as log:
+            with open(self._folder.main_log(), "rb") as log:
                 log.seek(start)
                 text = log.read()
         except FileNotFoundError:
@@ -200,9 +163,7 @@ class Run:
 
     def cancel(self):
         """Stop the run's script (its whole process group) and wait until the run is Canceled."""
-        if self.get_status() not in TERMINAL_STATES:
-            self._folder.request_cancel()  # the runner watches for this file, as Azure's local runs do
-            self._wait(None)
+        self._backend.cancel_run(self._folder)
 
     def log(self, name, value, description="", step=None):
         """Record one value of metric `name` (at `step`, if given: recorded, get_metrics lists the values in order)."""
@@ -298,7 +259,7 @@ class Run:
         for name in self.get_file_names():
             if name.startswith(prefix or ""):
                 relative = name if append_prefix else name[len(prefix or ""):].lstrip("/")
-                copy_out(self._folder.file(name), store.inside(output_directory, relative))
+                copy_out(self._folder.file(name), files.inside(output_directory, relative))
 
     def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
                        model_framework_version=None, description=None):
@@ -308,8 +269,8 @@ class Run:
                 model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names)):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
                                       f"run's files: {names}")
-        return Model._register(self._experiment.workspace, self._folder.file(model_path), model_name,
-                               tags, properties, description, model_framework, model_framework_version, run=self)
+        return model.register_version(self._experiment.workspace, self._folder.file(model_path), model_name, tags,
+                                      properties, description, model_framework, model_framework_version, run=self)
 
     def complete(self):
         """Offline the runner marks the run Completed when its script exits; a script's own call changes nothing."""
@@ -323,12 +284,6 @@ def metric_name(name):
     if not isinstance(name, str) or not name:
         raise UserErrorException(f"A metric's name is a non-empty string, not {name!r}")
     return name
-
-
-def metric_values(logged):
-    """The numeric values of a metric as get_metrics() returns it (a value, or a list), as a list of floats."""
-    values = logged if isinstance(logged, list) else [] if logged is None else [logged]
-    return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
 def copy_out(source, target):

@@ -21,6 +21,7 @@ from IPython.display import display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .engine.policies import best_of
 from .run import TERMINAL_STATES, metric_values
 
 POLL_SECONDS = 1.5
@@ -36,14 +37,14 @@ class RunDetails:
     def __init__(self, run_instance):
         self._run = run_instance
         self._is_sweep = hasattr(run_instance, "get_children_sorted_by_primary_metric")
-        self._header = ipywidgets.HTML()
-        self._metrics = ipywidgets.HTML()
+        self.header = ipywidgets.HTML()
+        self.metrics_html = ipywidgets.HTML()
         # A PNG drawn here, not a plot in an Output widget: setting a value updates from any thread.
-        self._chart = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
-        self._charted = None  # what the chart shows, to redraw it only when that changes
-        self._log = ipywidgets.Textarea(layout=ipywidgets.Layout(width="100%", height="16em"), disabled=True)
-        self.widget = ipywidgets.VBox([self._header, self._metrics, self._chart, self._log])
-        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self.chart = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
+        self.charted = None  # what the chart shows, to redraw it only when that changes
+        self.log = ipywidgets.Textarea(layout=ipywidgets.Layout(width="100%", height="16em"), disabled=True)
+        self.widget = ipywidgets.VBox([self.header, self.metrics_html, self.chart, self.log])
+        self.poller = threading.Thread(target=self._poll, daemon=True)
 
     def show(self, render_lib=None, widget_settings=None):
         """Display the view, then keep it current from a background thread until the run ends.
@@ -54,7 +55,7 @@ class RunDetails:
         state = self.get_widget_data()
         self._render(state)
         if render_lib is not None:
-            render_lib(f"{self._header.value}{self._metrics.value}<pre>{html.escape(self._log.value)}</pre>")
+            render_lib(f"{self.header.value}{self.metrics_html.value}<pre>{html.escape(self.log.value)}</pre>")
         elif InteractiveShell.initialized():
             display({"application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
@@ -64,7 +65,7 @@ class RunDetails:
         else:
             print(self._text(state))
         if state["status"] not in TERMINAL_STATES:
-            self._thread.start()
+            self.poller.start()
 
     def get_widget_data(self, widget_settings=None):
         """What the view shows: run id, status, the tail of the newest log, and the metrics of the run,
@@ -85,7 +86,7 @@ class RunDetails:
         children = []
         for child in self._run.get_children():
             values = metric_values(child.get_metrics(primary["name"]).get(primary["name"]))
-            best = (max if primary["goal"] == "maximize" else min)(values) if values else None
+            best = best_of(values, primary["goal"] == "maximize")
             children.append({"run_id": child.id, "status": child.get_status(),
                              "hyperparameters": json.loads(hyperparameters.get(child.id, "{}")),
                              "values": values, "latest": values[-1] if values else None, "best": best})
@@ -103,38 +104,38 @@ class RunDetails:
                 return
 
     def _render(self, state):
-        self._header.value = (f"<b>{'Sweep' if self._is_sweep else 'Run'}</b> {html.escape(state['run_id'])} &nbsp; "
+        self.header.value = (f"<b>{'Sweep' if self._is_sweep else 'Run'}</b> {html.escape(state['run_id'])} &nbsp; "
                               f"<b>Status</b> {html.escape(state['status'])}")
         if self._is_sweep:
-            self._metrics.value = children_table(state)
+            self.metrics_html.value = children_table(state)
             name = state["primary_metric"]["name"]
             series = {child["run_id"].rpartition("_")[2]: child["values"] for child in state["children"]}
             self._draw({name: series}, legend_title="child")
         else:
-            rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(_latest(value))}</td></tr>"
+            rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(latest_text(value))}</td></tr>"
                            for name, value in state["metrics"].items())
-            self._metrics.value = f"<table><tr><th>Metric</th><th>Latest</th></tr>{rows}</table>" if rows else ""
+            self.metrics_html.value = f"<table><tr><th>Metric</th><th>Latest</th></tr>{rows}</table>" if rows else ""
             curves = {name: {"": metric_values(value)} for name, value in state["metrics"].items()
                       if isinstance(value, list) and len(metric_values(value)) > 1}
             self._draw(dict(list(curves.items())[:MAX_CHARTED_METRICS]))
-        self._log.value = state["log_tail"]
+        self.log.value = state["log_tail"]
 
     def _draw(self, charts, legend_title=None):
         """Draw `charts` ({title: {label: values}}) side by side, if they changed; nothing to draw hides the chart."""
-        if charts == self._charted:
+        if charts == self.charted:
             return
-        self._charted = charts
-        self._chart.value = chart_png(charts, legend_title) if charts and any(
+        self.charted = charts
+        self.chart.value = chart_png(charts, legend_title) if charts and any(
             values for series in charts.values() for values in series.values()) else b""
-        self._chart.width = str(CHART_WIDTH_PIXELS * len(charts))  # its own size: front ends may stretch it
-        self._chart.layout.display = None if self._chart.value else "none"
+        self.chart.width = str(CHART_WIDTH_PIXELS * len(charts))  # its own size: front ends may stretch it
+        self.chart.layout.display = None if self.chart.value else "none"
 
     def _text(self, state):
         if self._is_sweep:
-            lines = [f"  {child['run_id']}: {child['status']}, best {_number(child['best'])}"
+            lines = [f"  {child['run_id']}: {child['status']}, best {number_text(child['best'])}"
                      for child in state["children"]]
             return f"Sweep {state['run_id']}: {state['status']}" + "".join(f"\n{line}" for line in lines)
-        metrics = "".join(f"\n  {name}: {_latest(value)}" for name, value in state["metrics"].items())
+        metrics = "".join(f"\n  {name}: {latest_text(value)}" for name, value in state["metrics"].items())
         return f"Run {state['run_id']}: {state['status']}{metrics}"
 
 
@@ -145,7 +146,7 @@ def children_table(state):
     head = "".join(f"<th>{html.escape(name)}</th>" for name in ["Child", "Status", *names]) + \
         f"<th>{metric} (latest)</th><th>{metric} (best)</th>"
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_number(cell))}</td>" for cell in [
+        "<tr>" + "".join(f"<td>{html.escape(number_text(cell))}</td>" for cell in [
             child["run_id"].rpartition("_")[2], child["status"],
             *(child["hyperparameters"].get(name, "") for name in names), child["latest"], child["best"]]) + "</tr>"
         for child in state["children"])
@@ -166,14 +167,14 @@ def chart_png(charts, legend_title=None):
     return png.getvalue()
 
 
-def _latest(value):
+def latest_text(value):
     """A metric's last value (with how many there are) for a list, the value itself otherwise."""
     if isinstance(value, list) and value:
-        return f"{_number(value[-1])} ({len(value)} values)"
-    return _number(value)
+        return f"{number_text(value[-1])} ({len(value)} values)"
+    return number_text(value)
 
 
-def _number(value):
+def number_text(value):
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

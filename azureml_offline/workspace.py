@@ -1,10 +1,10 @@
-"""The offline stand-in for azureml.core.Workspace: a folder on this machine (backend.WorkspaceFolder).
+"""The offline stand-in for azureml.core.Workspace: a folder on this machine, kept by its Backend (backend.py).
 
 Its name, location and ids all say "offline", so no printout can be mistaken for Azure.
 """
 from azureml.exceptions import UserErrorException
 
-from .backend import WorkspaceFolder
+from .backend import Backend, open_backend
 from .compute import ComputeTarget
 from .experiment import Experiment
 
@@ -14,21 +14,20 @@ OFFLINE_ID = "offline"
 
 
 class Workspace:
-    """A workspace whose experiments, runs, compute targets and models live in backend.workspace_dir()."""
+    """A workspace whose experiments, runs, compute targets and models live in state.layout.workspace_dir()."""
 
     def __init__(self, subscription_id, resource_group, workspace_name):
-        # The ids name an Azure workspace; offline there is one workspace, kept in backend.workspace_dir().
+        # The ids name an Azure workspace; offline there is one workspace, kept in state.layout.workspace_dir().
         if workspace_name != NAME:
             raise UserErrorException(
                 f"No offline workspace named {workspace_name!r}: the offline workspace is {NAME!r}")
-        self._backend = WorkspaceFolder.open()
+        # Offline only (an attribute, not an SDK member): the Backend that holds the workspace's state and rules.
+        self.backend = open_backend()
 
     @classmethod
-    def _at(cls, backend):
-        """The workspace in `backend`, a WorkspaceFolder (a run's script finds it from its run folder)."""
-        workspace = cls.__new__(cls)
-        workspace._backend = backend
-        return workspace
+    def _at(cls, folder):
+        """workspace_at(), for code written before it (a WorkspaceFolder also does, for its root)."""
+        return workspace_at(getattr(folder, "root", folder))
 
     @staticmethod
     def from_config(path=None, auth=None):
@@ -61,15 +60,22 @@ class Workspace:
 
     @property
     def experiments(self):
-        return {name: Experiment(self, name) for name in self._backend.experiment_names()}
+        return {name: Experiment(self, name) for name in self.backend.experiment_names()}
 
     @property
     def webservices(self):
         from .webservice import Webservice
-        return {name: Webservice(self, name) for name in self._backend.service_names()}
+        return {name: Webservice(self, name) for name in self.backend.service_names()}
 
     def __eq__(self, other):
-        return isinstance(other, Workspace) and other._backend == self._backend
+        return isinstance(other, Workspace) and other.backend is self.backend
 
     def __repr__(self):
         return f"Workspace.create(name='{NAME}', subscription_id='{OFFLINE_ID}', resource_group='{OFFLINE_ID}')"
+
+
+def workspace_at(folder):
+    """Offline only: the Workspace kept in `folder` (a path, or a Backend), whatever AZUREML_OFFLINE_DIR says."""
+    workspace = Workspace.__new__(Workspace)
+    workspace.backend = folder if isinstance(folder, Backend) else open_backend(folder)
+    return workspace

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import nbformat
+import psutil
 from azureml.core import Environment, ScriptRunConfig
 from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal
 
-from azureml_offline.sweep import THREAD_VARIABLES
+from azureml_offline.engine.processes import THREAD_VARIABLES, alive  # noqa: F401 (alive: for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,13 +27,6 @@ def eventually(condition, seconds=30):
         time.sleep(0.1)
 
 
-def alive(pid):
-    """Whether process `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def started_script(pid_file):
@@ -51,16 +45,14 @@ def script_config(folder, source, arguments=(), compute_target=None, distributed
 
 
 def processes_with(text):
-    """Pids of this user's processes whose command line contains `text`."""
+    """Pids of this user's living processes whose command line contains `text`."""
     pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if text.encode() in f.read() and alive(int(entry)):
-                        pids.append(int(entry))
-            except OSError:
-                continue
+    for process in psutil.process_iter():
+        try:
+            if text in " ".join(process.cmdline()) and alive(process.pid):
+                pids.append(process.pid)
+        except psutil.Error:  # ended meanwhile, or another user's
+            continue
     return pids
 
 
@@ -110,7 +102,7 @@ def code_cell(notebook, containing):
 # backend is imported (not the SDK, which takes seconds), to keep each child quick.
 STAND_IN = """
 import argparse, os, sys, time
-from azureml_offline.backend import RUN_DIR_VARIABLE, RunFolder
+from azureml_offline.state.layout import RUN_DIR_VARIABLE, RunFolder
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--values", default="")

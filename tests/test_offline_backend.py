@@ -1,4 +1,4 @@
-"""backend.WorkspaceFolder: the layout that sweeps (child runs), web services and MPI jobs (per-rank logs) build on."""
+"""state.layout.WorkspaceFolder: the layout that sweeps (child runs), web services and MPI jobs (per-rank logs) build on."""
 import os
 
 import pytest
@@ -7,7 +7,7 @@ from azureml.exceptions import UserErrorException
 from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.experiment import Experiment
 from azureml_offline.run import Run
-from azureml_offline.workspace import Workspace
+from azureml_offline.workspace import workspace_at
 
 
 def new_run(folder, experiment, run_id, status="Completed", parent=None, tags=None):
@@ -31,7 +31,7 @@ def test_child_runs_know_their_parent_and_are_listed_under_it(tmp_path):
     new_run(folder, "sweep", "other")
     assert [run.run_id for run in folder.children("sweep", "HD_1")] == ["HD_1_0", "HD_1_1", "HD_1_2"]
 
-    experiment = Experiment(Workspace._at(folder), "sweep")
+    experiment = Experiment(workspace_at(folder.root), "sweep")
     parent = Run(experiment, "HD_1")
     assert [child.id for child in parent.get_children()] == ["HD_1_0", "HD_1_1", "HD_1_2"]
     assert [child.id for child in parent.get_children(recursive=True)] == ["HD_1_0", "HD_1_0_0", "HD_1_1", "HD_1_2"]

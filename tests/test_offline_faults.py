@@ -11,13 +11,14 @@ from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
     WebserviceException
 
-from azureml_offline import experiment as experiment_module
-from azureml_offline import store
+from azureml_offline import backend as backend_module
+from azureml_offline.backend import backend_of
+from azureml_offline.state import files as store
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
-from azureml_offline.store import DamagedFile, DamagedRecordWarning
+from azureml_offline.state.files import DamagedFile, DamagedRecordWarning
 from azureml_offline.workspace import Workspace
 from helpers import alive, eventually, script_config, started_script
 
@@ -61,7 +62,8 @@ def finished(tmp_path_factory):
     (lambda ws, run: run.log_row("t", a=object()), UserErrorException),
     (lambda ws, run: run.tag(None, "v"), UserErrorException),
     (lambda ws, run: run.tag("k", object()), UserErrorException),
-    (lambda ws, run: Experiment(ws, "e").submit(script_config_at(str(run._folder.snapshot)), tags=["a"]),
+    (lambda ws, run: Experiment(ws, "e").submit(script_config_at(str(backend_of(run).folder_of(run).snapshot)),
+                                                tags=["a"]),
      UserErrorException),
     (lambda ws, run: ComputeTarget(ws, None), ComputeTargetException),
     (lambda ws, run: ComputeTarget.create(ws, "cpu", None), ComputeTargetException),
@@ -123,7 +125,7 @@ def two_runs(folder):
 @pytest.mark.parametrize("name, content", [("status.json", ""), ("status.json", '{"status": "Runn'),
                                            ("status.json", "[]"), ("status.json", None)])
 def test_a_damaged_status_fails_that_run_only_and_names_the_file(name, content, fresh_workspace):
-    damaged, healthy = two_runs(fresh_workspace._backend)
+    damaged, healthy = two_runs(backend_of(fresh_workspace).folder)
     if content is None:
         (damaged.path / name).unlink()
     else:
@@ -139,7 +141,7 @@ def test_a_damaged_status_fails_that_run_only_and_names_the_file(name, content, 
 
 @pytest.mark.parametrize("content", ["", "{not json", '"a string"'])
 def test_a_damaged_run_json_leaves_that_run_out_of_the_list_with_a_warning(content, fresh_workspace):
-    damaged, _ = two_runs(fresh_workspace._backend)
+    damaged, _ = two_runs(backend_of(fresh_workspace).folder)
     (damaged.path / "run.json").write_text(content)
     experiment = Experiment(fresh_workspace, "exp")
     with pytest.warns(DamagedRecordWarning, match=str(damaged.path / "run.json")):
@@ -148,7 +150,7 @@ def test_a_damaged_run_json_leaves_that_run_out_of_the_list_with_a_warning(conte
 
 
 def test_a_half_written_metrics_line_followed_by_more_records_loses_only_that_line(fresh_workspace):
-    run, _ = two_runs(fresh_workspace._backend)
+    run, _ = two_runs(backend_of(fresh_workspace).folder)
     with open(run.path / "metrics.jsonl", "a") as metrics:
         metrics.write('{"name": "loss", "val')  # a writer that died mid-line ...
     run.append_metric({"name": "loss", "value": 0.25})  # ... then more records
@@ -164,7 +166,7 @@ def test_a_half_written_metrics_line_followed_by_more_records_loses_only_that_li
 
 
 def test_damaged_tags_model_and_compute_files_stay_with_their_entry(fresh_workspace, tmp_path):
-    run, other = two_runs(fresh_workspace._backend)
+    run, other = two_runs(backend_of(fresh_workspace).folder)
     (run.path / "tags.jsonl").write_bytes(b"\xff\xfe garbage\n")
     experiment = Experiment(fresh_workspace, "exp")
     with pytest.warns(DamagedRecordWarning, match="tags.jsonl"):
@@ -174,7 +176,7 @@ def test_damaged_tags_model_and_compute_files_stay_with_their_entry(fresh_worksp
     (tmp_path / "weights.bin").write_text("w")
     for _ in range(2):
         Model.register(fresh_workspace, str(tmp_path / "weights.bin"), "m")
-    damaged = fresh_workspace._backend.root / "models" / "m" / "1" / "model.json"
+    damaged = backend_of(fresh_workspace).root / "models" / "m" / "1" / "model.json"
     damaged.write_text("")
     with pytest.raises(DamagedFile, match=str(damaged)):
         Model(fresh_workspace, "m", version=1)
@@ -184,7 +186,7 @@ def test_damaged_tags_model_and_compute_files_stay_with_their_entry(fresh_worksp
 
     for name in ("cpu", "gpu"):
         ComputeTarget.create(fresh_workspace, name, AmlCompute.provisioning_configuration(max_nodes=1))
-    (fresh_workspace._backend.root / "computes" / "cpu.json").write_text("{")
+    (backend_of(fresh_workspace).root / "computes" / "cpu.json").write_text("{")
     with pytest.warns(DamagedRecordWarning, match="cpu.json"):
         assert list(fresh_workspace.compute_targets) == ["gpu"]
 
@@ -277,7 +279,7 @@ def test_a_killed_kernel_leaves_no_process(fresh_workspace, tmp_path, pid_files)
 def test_a_killed_runner_leaves_no_process(fresh_workspace, tmp_path, pid_files):
     run = Experiment(fresh_workspace, "runner-killed").submit(script_config(tmp_path / "src", GRANDPARENT))
     pids = [started_script(pid_file) for pid_file in pid_files]
-    os.kill(run._runner.pid, signal.SIGKILL)
+    os.kill(backend_of(run).runner(run.id).pid, signal.SIGKILL)
     reopened = Run(Experiment(fresh_workspace, "runner-killed"), run.id)
     assert reopened.wait_for_completion(raise_on_error=False)["status"] == "Failed"
 
@@ -289,7 +291,7 @@ def test_a_killed_runner_leaves_no_process(fresh_workspace, tmp_path, pid_files)
 
 def test_a_runner_that_dies_before_recording_itself_neither_hangs_wait_nor_cancel(fresh_workspace, tmp_path,
                                                                                   monkeypatch):
-    monkeypatch.setattr(experiment_module, "RUNNER", [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setattr(backend_module, "RUNNER", [sys.executable, "-c", "raise SystemExit(3)"])
     experiment = Experiment(fresh_workspace, "runner-dies")
     first = experiment.submit(script_config(tmp_path / "src", QUICK))
     second = experiment.submit(script_config(tmp_path / "src", QUICK))
@@ -298,11 +300,11 @@ def test_a_runner_that_dies_before_recording_itself_neither_hangs_wait_nor_cance
     reopened = Run(experiment, second.id)  # not the submitter's Run: it knows no runner process
     reopened.cancel()
     assert reopened.get_status() == "Failed"
-    second._runner.wait()
+    backend_of(second).runner(second.id).wait()
 
 
 def test_a_recycled_runner_pid_does_not_keep_a_run_going(fresh_workspace):
-    (run, _) = two_runs(fresh_workspace._backend)
+    (run, _) = two_runs(backend_of(fresh_workspace).folder)
     # The runner recorded its pid and died; the pid now belongs to a living process (this one).
     run.write_status({"status": "Running", "runnerPid": os.getpid()})
     reopened = Run(Experiment(fresh_workspace, "exp"), "exp_1")
@@ -312,9 +314,9 @@ def test_a_recycled_runner_pid_does_not_keep_a_run_going(fresh_workspace):
 # Half-done work
 
 def test_a_submit_killed_while_copying_leaves_no_staging_folder_behind(fresh_workspace, tmp_path):
-    root = fresh_workspace._backend.root
+    root = backend_of(fresh_workspace).root
     killed = ("import os, signal, sys\n"
-              "from azureml_offline import store\n"
+              "from azureml_offline.state import files as store\n"
               "with store.staging_dir(sys.argv[1]) as staged:\n"
               "    (staged / 'half-copied').write_text('x')\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -340,5 +342,5 @@ def test_the_snapshot_leaves_out_what_the_ignore_file_excludes(ignore_files, exp
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text(text)
     run = Experiment(fresh_workspace, "ignored").submit(script_config(source, "print('ran')"))
-    assert store.file_names(run._folder.snapshot) == expected
+    assert store.file_names(backend_of(run).folder_of(run).snapshot) == expected
     assert run.wait_for_completion()["status"] == "Completed"

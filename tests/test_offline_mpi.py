@@ -7,6 +7,7 @@ from azureml.core.compute import AmlCompute
 from azureml.core.runconfig import MpiConfiguration
 from azureml.exceptions import ActivityFailedException, UserErrorException
 
+from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from helpers import alive, eventually, processes_with, script_config
@@ -89,7 +90,7 @@ def test_a_failing_rank_fails_the_run_and_stops_the_rank_waiting_for_it(fresh_wo
         run.wait_for_completion()
     assert run.get_status() == "Failed"
     assert not any(alive(pid) for pid in ranks)
-    assert processes_with(str(run._folder.path)) == []
+    assert processes_with(str(backend_of(run).folder_of(run).path)) == []
 
 
 def test_a_rank_killed_by_a_signal_fails_the_run_and_stops_the_others(fresh_workspace, tmp_path):
@@ -98,7 +99,7 @@ def test_a_rank_killed_by_a_signal_fails_the_run_and_stops_the_others(fresh_work
     os.kill(ranks[1], signal.SIGKILL)
     assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
     assert not any(alive(pid) for pid in ranks)
-    assert processes_with(str(run._folder.path)) == []
+    assert processes_with(str(backend_of(run).folder_of(run).path)) == []
 
 
 def test_cancel_stops_every_rank(fresh_workspace, tmp_path):
@@ -106,7 +107,7 @@ def test_cancel_stops_every_rank(fresh_workspace, tmp_path):
     run.cancel()
     assert run.get_status() == "Canceled"
     eventually(lambda: not any(alive(pid) for pid in ranks), seconds=5)
-    assert processes_with(str(run._folder.path)) == []
+    assert processes_with(str(backend_of(run).folder_of(run).path)) == []
 
 
 @pytest.mark.parametrize("config", [MpiConfiguration(node_count=0), MpiConfiguration(process_count_per_node=-1),

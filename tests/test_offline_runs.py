@@ -12,7 +12,9 @@ from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
     WebserviceException
 
-from azureml_offline import compute, store
+from azureml_offline import compute
+from azureml_offline.state import files as store
+from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
@@ -92,7 +94,7 @@ def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, m
     source = tmp_path / "src"
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline
     run = Experiment(Workspace.from_config(), "nested").submit(script_config(source, "print('ran')"))
-    assert sorted(os.listdir(run._folder.snapshot)) == ["train.py"]
+    assert sorted(os.listdir(backend_of(run).folder_of(run).snapshot)) == ["train.py"]
     assert run.wait_for_completion()["status"] == "Completed"
 
 
@@ -143,8 +145,8 @@ def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path):
     (tmp_path / "weights.bin").write_text("w")
     with pytest.raises(UserErrorException, match="object"):
         Model.register(workspace, str(tmp_path / "weights.bin"), "unwritable", tags={"a": object()})
-    assert list((workspace._backend.root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
-    assert "unwritable" not in workspace._backend.model_names()
+    assert list((backend_of(workspace).root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
+    assert "unwritable" not in backend_of(workspace).model_names()
 
 
 def test_written_files_follow_the_umask(tmp_path):
@@ -256,7 +258,7 @@ def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, m
         reopened.append(Run(Experiment(workspace, "runner-killed"), runs[-1].id))
     script_pids = [started_script(tmp_path / f"{name}.pid") for name in ("a", "b")]
     for run in runs:
-        os.kill(run._runner.pid, signal.SIGKILL)
+        os.kill(backend_of(run).runner(run.id).pid, signal.SIGKILL)
 
     errors = []
     waiting = threading.Thread(target=lambda: errors.append(pytest.raises(ActivityFailedException,
@@ -290,7 +292,8 @@ subprocess.run([sys.executable, "-c", "from azureml.core import Run; Run.get_con
 def test_the_run_binding_keeps_a_sitecustomize_it_hides_and_reaches_subprocesses(workspace, tmp_path, monkeypatch):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(HIDDEN_SITECUSTOMIZE)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    # In front of the PYTHONPATH there may be (the package's own folder, where it is not installed).
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])))
     run = Experiment(workspace, "sitecustomize").submit(script_config(tmp_path / "src", REPORTS_ITS_SITE))
     run.wait_for_completion()
     run.download_file("logs/std_log.txt", str(tmp_path / "log.txt"))

@@ -35,25 +35,25 @@ def test_run_details_updates_while_the_run_goes_and_stops_when_it_ends(tmp_path,
     assert f"Run {run.id}: " in capsys.readouterr().out  # the plain-text view, outside a notebook
 
     def showing_the_first_loss():
-        return "waiting" in details._log.value and "0.5" in details._metrics.value
+        return "waiting" in details.log.value and "0.5" in details.metrics_html.value
 
     eventually(showing_the_first_loss)
-    assert "Running" in details._header.value and details._thread.is_alive()
-    assert details._chart.value == b""  # one value is no curve yet
+    assert "Running" in details.header.value and details.poller.is_alive()
+    assert details.chart.value == b""  # one value is no curve yet
     (tmp_path / "go").touch()
-    details._thread.join(timeout=30)
-    assert not details._thread.is_alive()  # it stopped polling
-    assert "Completed" in details._header.value
-    assert "0.25 (2 values)" in details._metrics.value and "done" in details._log.value
-    assert details._chart.value.startswith(PNG) and details._charted == {"Loss": {"": [0.5, 0.25]}}
+    details.poller.join(timeout=30)
+    assert not details.poller.is_alive()  # it stopped polling
+    assert "Completed" in details.header.value
+    assert "0.25 (2 values)" in details.metrics_html.value and "done" in details.log.value
+    assert details.chart.value.startswith(PNG) and details.charted == {"Loss": {"": [0.5, 0.25]}}
     state = details.get_widget_data()
     assert (state["status"], state["metrics"]) == ("Completed", {"Loss": [0.5, 0.25]})
 
 
 def test_metrics_show_four_significant_digits():
-    assert widgets._latest(0.123456) == "0.1235"
-    assert widgets._latest([0.5, 0.987654]) == "0.9877 (2 values)"
-    assert (widgets._latest(12), widgets._latest("text")) == ("12", "text")
+    assert widgets.latest_text(0.123456) == "0.1235"
+    assert widgets.latest_text([0.5, 0.987654]) == "0.9877 (2 values)"
+    assert (widgets.latest_text(12), widgets.latest_text("text")) == ("12", "text")
 
 
 class FlakyRun:
@@ -77,9 +77,9 @@ def test_the_view_keeps_polling_after_an_error(monkeypatch, capsys):
     monkeypatch.setattr(widgets, "POLL_SECONDS", 0.01)
     details = widgets.RunDetails(FlakyRun())
     details.show(render_lib=None, widget_settings={"debug": False})
-    details._thread.join(timeout=10)
-    assert not details._thread.is_alive() and "Completed" in details._header.value
-    assert "0.9877" in details._metrics.value
+    details.poller.join(timeout=10)
+    assert not details.poller.is_alive() and "Completed" in details.header.value
+    assert "0.9877" in details.metrics_html.value
     shown = []
     widgets.RunDetails(FlakyRun()).show(render_lib=shown.append)  # e.g. Databricks' displayHTML
     assert "flaky" in shown[0] and "line" in shown[0]
@@ -104,12 +104,12 @@ def test_a_sweeps_view_shows_its_children_and_a_chart_of_the_primary_metric_whil
     assert f"Sweep {run.id}: " in capsys.readouterr().out
 
     def charting_a_running_child():
-        return "<td>Running</td>" in details._metrics.value and details._chart.value.startswith(PNG)
+        return "<td>Running</td>" in details.metrics_html.value and details.chart.value.startswith(PNG)
 
     eventually(charting_a_running_child)
-    assert "Sweep" in details._header.value and "<th>--values</th>" in details._metrics.value
-    details._thread.join(timeout=60)
-    assert "Completed" in details._header.value
-    assert "<td>1</td><td>Completed</td><td>0.8,0.9</td><td>0.9</td><td>0.9</td>" in details._metrics.value
-    assert details._charted == {"Accuracy": {"0": [0.5, 0.6, 0.7], "1": [0.8, 0.9]}}
-    assert "Best child run" in details._log.value  # the tail of the sweep's log
+    assert "Sweep" in details.header.value and "<th>--values</th>" in details.metrics_html.value
+    details.poller.join(timeout=60)
+    assert "Completed" in details.header.value
+    assert "<td>1</td><td>Completed</td><td>0.8,0.9</td><td>0.9</td><td>0.9</td>" in details.metrics_html.value
+    assert details.charted == {"Accuracy": {"0": [0.5, 0.6, 0.7], "1": [0.8, 0.9]}}
+    assert "Best child run" in details.log.value  # the tail of the sweep's log

@@ -15,11 +15,12 @@ from azureml.train.hyperdrive import BanditPolicy, BayesianParameterSampling, Ra
 from azureml.train.hyperdrive.exceptions import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
 
 from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.hyperdrive import HyperDriveRun
 from azureml_offline.run import metric_values
-from azureml_offline.sweep import THREAD_VARIABLES
+from azureml_offline.engine.processes import THREAD_VARIABLES
 from helpers import STAND_IN, alive, eventually, sweep_config
 
 
@@ -135,7 +136,7 @@ def test_cancelling_the_sweep_stops_every_child_and_starts_no_more(experiment, t
     assert run.get_status() == "Canceled"
     assert [child.get_status() for child in run.get_children()] == ["Canceled", "Canceled"]
     assert not any(alive(pid) for pid in pids_in(tmp_path / "pids"))
-    assert run._runner.wait(timeout=10) == 0  # the driver, too, has ended
+    assert backend_of(run).runner(run.id).wait(timeout=10) == 0  # the driver, too, has ended
 
 
 KERNEL = """
@@ -219,8 +220,8 @@ def test_a_killed_driver_leaves_no_child_running_and_the_sweep_failed(experiment
     run = experiment.submit(sweep_config(tmp_path, {"--values": choice("1", "2")}, arguments=["--seconds", "60"],
                                          max_total_runs=2))
     eventually(lambda: len(pids_in(tmp_path / "pids")) == 2)
-    run._runner.send_signal(signal.SIGKILL)  # each child's runner sees its parent, the driver, gone
-    run._runner.wait()
+    backend_of(run).runner(run.id).send_signal(signal.SIGKILL)  # each child's runner sees its parent, the driver, gone
+    backend_of(run).runner(run.id).wait()
     eventually(lambda: all(child.get_status() == "Canceled" for child in run.get_children()))
     assert not any(alive(pid) for pid in pids_in(tmp_path / "pids"))
     assert run.get_status() == "Failed"

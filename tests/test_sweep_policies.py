@@ -3,7 +3,7 @@ import pytest
 from azureml.train.hyperdrive import BanditPolicy, MedianStoppingPolicy, NoTerminationPolicy, \
     TruncationSelectionPolicy
 
-from azureml_offline.policies import applies, reason_to_stop
+from azureml_offline.engine.policies import applies, reason_to_stop
 
 
 def stops(policy, histories, run, interval, maximize=True):

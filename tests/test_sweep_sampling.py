@@ -8,7 +8,7 @@ from azureml.train.hyperdrive import (BayesianParameterSampling, GridParameterSa
                                       choice, loguniform, lognormal, normal, qloguniform, qlognormal, qnormal,
                                       quniform, randint, uniform)
 
-from azureml_offline import sampling
+from azureml_offline.engine import sampling
 
 N = 4000
 
@@ -148,5 +148,5 @@ def test_a_failed_child_teaches_the_bayesian_sampler_nothing_but_does_not_stop_i
 
 @pytest.mark.parametrize("value, text", [(0.001, "0.001"), (64.0, "64"), (32, "32"), ("relu", "relu")])
 def test_hyperparameters_become_arguments_as_azure_passes_them(value, text):
-    from azureml_offline.sweep import argument
+    from azureml_offline.engine.sweep import argument
     assert argument(value) == text

@@ -16,10 +16,11 @@ import requests
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import WebserviceException
 
-from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.backend import WorkspaceFolder, backend_of, copy_app
+from azureml_offline.engine.server import free_port
 from azureml_offline.model import Model
-from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice, copy_app, free_port
-from azureml_offline.workspace import Workspace
+from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice
+from azureml_offline.workspace import workspace_at
 from chainer_mnist import MLP
 from helpers import REPO
 
@@ -42,7 +43,7 @@ def env(tmp_path_factory):
     classifier = L.Classifier(MLP(64))
     classifier(np.zeros((1, 784), np.float32), np.zeros(1, np.int32))  # creates the weights
     chainer.serializers.save_npz(root / "model.npz", classifier)
-    workspace = Workspace._at(WorkspaceFolder.open(root / "workspace"))
+    workspace = workspace_at(root / "workspace")
     model = Model.register(workspace, str(root / "model.npz"), "chainer-dnn-mnist")
     source = root / "source"
     source.mkdir()
@@ -123,11 +124,12 @@ def test_without_the_right_key_it_is_401(service, env, key):
 def test_regenerated_key_replaces_the_old_one_at_once(own_service, env):
     service = own_service
     old = service.get_keys()[1]
-    assert service._files.keys.stat().st_mode & 0o077 == 0  # the keys are this user's alone
+    keys = backend_of(service).service(service.name).keys
+    assert keys.stat().st_mode & 0o077 == 0  # the keys are this user's alone
     service.regen_key("Secondary")
     new = service.get_keys()[1]
     assert new != old
-    assert service._files.keys.stat().st_mode & 0o077 == 0
+    assert keys.stat().st_mode & 0o077 == 0
     assert post(service, payload(env["images"][:1]), old).status_code == 401
     assert post(service, payload(env["images"][:1]), new).status_code == 200
     with pytest.raises(WebserviceException, match="Valid options are: Primary, Secondary"):
@@ -256,11 +258,10 @@ def test_a_service_outlives_the_process_that_deployed_it_and_stops_when_its_fold
     deployer = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 from azureml.core.model import InferenceConfig
-from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
 from azureml_offline.webservice import AciWebservice
-from azureml_offline.workspace import Workspace
-ws = Workspace._at(WorkspaceFolder.open({str(env["workspace"]._backend.root)!r}))
+from azureml_offline.workspace import workspace_at
+ws = workspace_at({str(backend_of(env["workspace"]).root)!r})
 config = InferenceConfig(entry_script="score.py", source_directory={str(env["source"])!r})
 service = Model.deploy(ws, "from-a-kernel", [Model(ws, "chainer-dnn-mnist")], config,
                        AciWebservice.deploy_configuration(auth_enabled=True))
@@ -274,7 +275,7 @@ sys.stdin.read()  # stays until killed, as a kernel
     found = Webservice(env["workspace"], "from-a-kernel")
     assert found.state == "Healthy" and isinstance(found, AciWebservice)
     assert found.run(payload(env["images"][:2]))[1]["digit"] == env["expected"][1]
-    folder = env["workspace"]._backend.service("from-a-kernel").path
+    folder = backend_of(env["workspace"]).service("from-a-kernel").path
     shutil.rmtree(folder)  # the workspace is removed for good: its server stops by itself
     deadline = time.monotonic() + 15
     while server_processes(folder) and time.monotonic() < deadline:

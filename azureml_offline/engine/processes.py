@@ -1,9 +1,10 @@
-"""Linux process control for runs: nothing a run's script starts outlives the run.
+"""Linux process control for the offline workspace: the environment of the processes it starts, and finding and
+stopping process trees (psutil), so that nothing a run's script or a web service starts outlives it.
 
 A script's processes may leave its process group, even its session (setsid, daemons), and may ignore
 SIGTERM. The runner is their subreaper, so whatever they orphan becomes its child, and it stops every
 descendant it has when the run ends. Should the runner itself be killed, each of them still carries the
-run's folder in its environment (backend.RUN_DIR_VARIABLE): whoever finds the run's runner dead kills them.
+run's folder in its environment (state.layout.RUN_DIR_VARIABLE): whoever finds the run's runner dead kills them.
 """
 import ctypes
 import os
@@ -11,10 +12,16 @@ import signal
 import sys
 import time
 
+import psutil
+
 from . import openblas
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+# The thread pools of NumPy's BLAS, OpenMP and numba: sized so that processes sharing the machine together use
+# its cores, not each all of them.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+POLL_SECONDS = 0.05
 
 
 def child_environment(base=None, **changes):
@@ -23,6 +30,13 @@ def child_environment(base=None, **changes):
     env = dict(os.environ if base is None else base, **changes)
     env.update(openblas.setting(env))
     return env
+
+
+def thread_environment(sharing, cores=None):
+    """{variable: threads} for THREAD_VARIABLES when `sharing` processes run at once on this process's cores:
+    cores // sharing each, at least one."""
+    cores = cores or len(os.sched_getaffinity(0))
+    return {name: str(max(1, cores // sharing)) for name in THREAD_VARIABLES}
 
 
 def prctl(option, value):
@@ -40,44 +54,79 @@ def die_with_parent():
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def descendants(pid):
-    """The living (not zombie) descendants of `pid`, found through /proc."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:  # it ended meanwhile
-                continue
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+def living(processes):
+    """Those of `processes` (psutil.Process) that still run; a zombie has exited."""
+    found = []
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
     return found
 
 
-def stop_descendants(script, grace_seconds):
-    """Stop every descendant of this process: SIGTERM, then SIGKILL for those left after `grace_seconds`.
+def alive(pid):
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        return bool(living([psutil.Process(pid)]))
+    except psutil.NoSuchProcess:
+        return False
 
-    `script` (a Popen, this process's child) is waited for, so its returncode stays known; the other
-    children are reaped.
-    """
-    signal_all(descendants(os.getpid()), signal.SIGTERM)
+
+def descendants(pid):
+    """The living descendants of process `pid`."""
+    try:
+        return living(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def group_members(pgid):
+    """The living processes of process group `pgid` (those that left it are not found here)."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return living(members)
+
+
+def start_time(pid):
+    """When process `pid` started (seconds since the epoch), which tells it from a later one with its pid; None if
+    it is gone or a zombie."""
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() if living([process]) else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def stop_group(find, grace_seconds, reap=lambda: None):
+    """Stop the processes that find() returns (called again and again: new ones may appear as others exit):
+    SIGTERM, then SIGKILL for those left after `grace_seconds`; return once find() finds none. reap() is called
+    while waiting, for a caller that must collect its children's exit status."""
+    signal_all(find(), signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
-    while descendants(os.getpid()) and time.monotonic() < deadline:
-        reap(script)
-        time.sleep(0.05)
+    while find() and time.monotonic() < deadline:
+        reap()
+        time.sleep(POLL_SECONDS)
     while True:
-        left = descendants(os.getpid())
+        left = find()
         if not left:
             break
         signal_all(left, signal.SIGKILL)
-        time.sleep(0.01)
-        reap(script)
+        time.sleep(POLL_SECONDS / 5)
+        reap()
+    reap()
+
+
+def stop_descendants(script, grace_seconds):
+    """Stop every descendant of this process (see stop_group). `script` (a Popen, this process's child) is waited
+    for, so its returncode stays known; the other children are reaped."""
+    stop_group(lambda: descendants(os.getpid()), grace_seconds, lambda: reap(script))
     script.wait()
     reap(script)
 
@@ -98,23 +147,23 @@ def reap(script):
             os.waitpid(ended.si_pid, 0)
 
 
-def signal_all(pids, signum):
-    for pid in pids:
+def signal_all(processes, signum):
+    for process in processes:
         try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
+            process.send_signal(signum)
+        except psutil.NoSuchProcess:
             pass
 
 
 def kill_marked(variable, value):
     """SIGKILL every process of this user whose environment has variable=value (what a dead runner left)."""
-    marker = f"{variable}={value}".encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as environ:
-                    found = marker in environ.read().split(b"\0")
-            except OSError:  # ended meanwhile, or another user's
-                continue
-            if found:
-                signal_all([int(entry)], signal.SIGKILL)
+    marked = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(variable) == value:
+                marked.append(process)
+        except psutil.Error:  # ended meanwhile, or another user's
+            continue
+    signal_all(marked, signal.SIGKILL)

@@ -7,7 +7,7 @@ service needs around it, and change nothing in the app itself:
     reaches the container, and a cap on the request body (413), so that a huge body is refused unparsed;
   - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
     (deleted, or its workspace removed), so no server outlives its service.
-The deploying process passes the files through environment variables (webservice.start_server).
+The deploying process passes the files through environment variables (server.start).
 """
 import json
 import os

@@ -1,20 +1,16 @@
-"""Runs one offline run's script and records its status: `python -m azureml_offline.runner <run folder> <parent pid> <lock fd>`.
+"""A run's runner: runs the script and records how it ended (its lifecycle is driver.py's).
 
-A process of its own, so that the status is right however the notebook ends: the runner
-stops the script when the run is cancelled, when it is terminated, or when the process
-that submitted the run (the notebook's kernel) goes away, and then writes the final status.
-Whatever the script started is stopped with it (processes.py). The inherited lock fd holds the
-run's runner.lock for as long as the runner lives, so readers can tell when it has died.
+The script runs in the run's snapshot, its output in the run's log (each rank's, for an MPI job). It is stopped
+when the run is cancelled, when the runner is terminated, or when the process that submitted the run (the
+notebook's kernel) goes away; whatever the script started is stopped with it (processes.py).
 """
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from . import mpi, store
-from .engine import processes
-from .backend import RUN_DIR_VARIABLE, RunFolder
+from ..state.layout import RUN_DIR_VARIABLE, run_error
+from . import driver, mpi, processes
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5  # between SIGTERM and SIGKILL when stopping the script
@@ -23,29 +19,20 @@ GRACE_SECONDS = 5  # between SIGTERM and SIGKILL when stopping the script
 SCRIPT_PATH = Path(__file__).resolve().parent / "script_path"
 
 
-def main(run, parent_pid):
-    # Terminating the runner cancels the run.
-    signal.signal(signal.SIGTERM, lambda signum, frame: run.request_cancel())
+def run_script(run, stop_requested):
+    """Run the script to its end, or until a stop is requested; what the run's final status adds."""
     processes.become_subreaper()
-    status = {"status": "Running", "startTimeUtc": store.utc_now(), "runnerPid": os.getpid()}
-    run.write_status(status)
+    script = start_script(run)
     try:
-        script = start_script(run)
-        try:
-            returncode = watch(script, run, parent_pid)
-        finally:
-            processes.stop_descendants(script, GRACE_SECONDS)  # the script, if still running, and all it started
-            run.collect_outputs()
-        if returncode is None:
-            status["status"] = "Canceled"
-        elif returncode == 0:
-            status["status"] = "Completed"
-        else:
-            status.update(status="Failed", error=script_error(run, returncode))
-    except BaseException as error:  # a bug here must still end the run, or waiting for it never ends
-        status.update(status="Failed", error={"error": {"code": "SystemError", "message": f"runner: {error!r}"}})
-    status["endTimeUtc"] = store.utc_now()
-    run.write_status(status)
+        returncode = watch(script, stop_requested)
+    finally:
+        processes.stop_descendants(script, GRACE_SECONDS)  # the script, if still running, and all it started
+        run.collect_outputs()
+    if returncode is None:
+        return {"status": "Canceled"}
+    if returncode == 0:
+        return {"status": "Completed"}
+    return {"status": "Failed", "error": script_error(run, returncode)}
 
 
 def start_script(run):
@@ -68,13 +55,13 @@ def start_script(run):
                                 preexec_fn=processes.die_with_parent)
 
 
-def watch(script, run, parent_pid):
-    """Wait for the script; return its exit code, or None once the run is cancelled or its submitter is gone."""
+def watch(script, stop_requested):
+    """Wait for the script; return its exit code, or None once a stop is requested."""
     while True:
         try:
             return script.wait(timeout=POLL_SECONDS)
         except subprocess.TimeoutExpired:
-            if run.cancel_requested() or os.getppid() != parent_pid:
+            if stop_requested():
                 return None
 
 
@@ -86,7 +73,7 @@ def script_error(run, returncode):
         last = last_line(run.log())
     else:
         last = "; ".join(f"rank {rank}: {last_line(run.log(rank))}" for rank in range(count))
-    return {"error": {"code": "UserError", "message": f"Script exited with code {returncode}: {last}"}}
+    return run_error("UserError", f"Script exited with code {returncode}: {last}")
 
 
 def last_line(log):
@@ -98,5 +85,4 @@ def last_line(log):
 
 
 if __name__ == "__main__":
-    runner_lock = int(sys.argv[3])  # held, never used: it is closed when this process ends
-    main(RunFolder(sys.argv[1]), int(sys.argv[2]))
+    driver.main("runner", run_script)

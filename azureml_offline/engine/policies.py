@@ -11,6 +11,14 @@ import math
 import statistics
 
 
+def best_of(items, maximize, key=None):
+    """The best of `items` by the primary metric's goal (the largest if maximize, else the smallest), or None if
+    there are none; `key` as max() takes it."""
+    if not items:
+        return None
+    return (max if maximize else min)(items, key=key) if key else (max if maximize else min)(items)
+
+
 def applies(policy, interval):
     """Whether `policy` is evaluated when a run logs its interval-th value (from 1)."""
     properties = policy.get("properties") or {}
@@ -28,14 +36,13 @@ def reason_to_stop(policy, maximize, histories, run_id, interval):
     if not applies(policy, interval):
         return None
     properties = policy["properties"]
-    best = max if maximize else min
     worse = (lambda a, b: a < b) if maximize else (lambda a, b: a > b)
     # Each run's best value over its first `interval` values (runs that have logged nothing yet take no part).
-    bests = {run: best(values[:interval]) for run, values in histories.items() if values}
+    bests = {run: best_of(values[:interval], maximize) for run, values in histories.items() if values}
     mine = bests[run_id]
     name = policy["name"]
     if name == "Bandit":
-        leader = best(bests.values())
+        leader = best_of(list(bests.values()), maximize)
         if properties.get("slack_factor"):
             factor = 1 + properties["slack_factor"]
             # Maximize: stop below best / (1 + slack_factor); minimize: above best * (1 + slack_factor).

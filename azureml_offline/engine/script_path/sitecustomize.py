@@ -5,7 +5,7 @@ script's PYTHONPATH. A sitecustomize because the script then runs exactly as `py
 no wrapper, and its own Python subprocesses (workers, MPI ranks) inherit the binding through PYTHONPATH.
 Python imports only the first sitecustomize on its path, so this one runs the one it hides, if any.
 Only the standard library is imported here: the SDK, slow to import, is bound when the script imports
-azureml.core.run, and the run is looked up (azureml_offline.child_context) when the script asks for it.
+azureml.core.run, and the run is looked up (azureml_offline.engine.script_binding) when the script asks for it.
 """
 import importlib.abc
 import importlib.machinery
@@ -33,8 +33,8 @@ class _BindWhenImported(importlib.abc.MetaPathFinder):
 
 
 def _offline_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
-    import azureml_offline.child_context  # here, not above: only a script that asks for its run pays for it
-    return azureml_offline.child_context.current_run()
+    import azureml_offline.engine.script_binding  # here, not above: only a script that asks for its run pays for it
+    return azureml_offline.engine.script_binding.current_run()
 
 
 def _run_hidden_sitecustomize():

@@ -4,7 +4,7 @@ Several processes share the workspace folder (the notebook, each run's runner an
 notebook), so nothing here is read half-written: files are written to a temporary name and renamed,
 and numbered entries (run numbers, model versions) are claimed by an atomic rename. What is damaged
 anyway (a disk that filled up, a hand edit) is reported with the file's name. Which files exist and
-where is backend.py's business, not this module's.
+where is layout.py's business, not this module's.
 """
 import contextlib
 import fcntl
@@ -40,7 +40,7 @@ def write_json(path, data, mode=0o666):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=plain)
+            json.dump(data, f, indent=2, default=encode_numpy)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -66,7 +66,7 @@ def read_json(path, default=None):
 
 def append_record(path, record):
     """Append one JSON line (see append_line)."""
-    append_line(path, json.dumps(record, default=plain))
+    append_line(path, json.dumps(record, default=encode_numpy))
 
 
 def append_line(path, text):
@@ -103,8 +103,8 @@ def read_records(path):
     return records
 
 
-def plain(value):
-    """JSON for NumPy scalars and arrays, which training scripts often log."""
+def encode_numpy(value):
+    """json.dump's `default`: NumPy scalars and arrays (which training scripts often log) as JSON values."""
     if hasattr(value, "tolist"):
         return value.tolist()
     raise UserErrorException(f"Cannot record a value of type {type(value).__name__}: {value!r}")

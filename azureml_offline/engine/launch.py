@@ -6,7 +6,7 @@ from pathlib import Path
 from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
-from .engine.processes import child_environment
+from .processes import child_environment
 
 
 def check_script_run_config(config):
@@ -25,7 +25,7 @@ def check_script_run_config(config):
 
 def start(folder, lock, command):
     """Start `command` (the runner's or a sweep driver's) for the new run in `folder`, handing it the run's folder,
-    this process's pid and the run's lock; return the process, which the Run that submit() returns keeps."""
+    this process's pid and the run's lock; return the process, which the backend keeps."""
     # A new session: stopping the notebook's process group does not stop the runner before it cleans up.
     try:
         with open(folder.runner_log, "wb") as runner_log:

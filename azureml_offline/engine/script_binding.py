@@ -5,14 +5,14 @@ side; the notebook side never imports this module.
 """
 import os
 
-from .backend import RUN_DIR_VARIABLE, WorkspaceFolder
-from .experiment import Experiment
-from .run import Run
-from .workspace import Workspace
+from ..backend import open_run_folder
+from ..experiment import Experiment
+from ..run import Run
+from ..state.layout import RUN_DIR_VARIABLE
+from ..workspace import workspace_at
 
 
 def current_run():
     """The Run of the folder in RUN_DIR_VARIABLE, which the runner set for the script."""
-    folder, experiment, number = WorkspaceFolder.of_run(os.environ[RUN_DIR_VARIABLE])
-    experiment = Experiment(Workspace._at(folder), experiment)
-    return Run._open(experiment, folder.run(experiment.name, number))
+    backend, experiment, folder = open_run_folder(os.environ[RUN_DIR_VARIABLE])
+    return Run(Experiment(workspace_at(backend), experiment), folder.run_id)

@@ -1,7 +1,7 @@
-"""A sweep's driver: `python -m azureml_offline.sweep <parent run folder> <submitter pid> <lock fd>`.
+"""A sweep's driver: `python -m azureml_offline.engine.sweep <parent run folder> <submitter pid> <lock fd>`.
 
-One process per sweep, started by hyperdrive.submit(), like a run's runner. It samples hyperparameters
-(sampling.py), submits each child as an ordinary run with its own runner, applies the early termination
+One process per sweep, started by Backend.submit_sweep(), like a run's runner. It samples hyperparameters
+(sampling.py), submits each child to the backend as an ordinary run with its own runner, applies the early termination
 policy to the primary metric the children log (policies.py), keeps max_concurrent_runs of them going with
 the machine's cores shared out, and records the best child. Cancelling the parent, or the notebook's
 kernel going away, cancels every child; were the driver itself killed, each child's runner sees its
@@ -9,19 +9,16 @@ parent gone and stops its script.
 """
 import json
 import os
-import signal
-import sys
 import time
 
 from azureml.core.script_run_config import ScriptRunConfig
 
-from . import policies, sampling, store
-from .backend import RunFolder, WorkspaceFolder
-from .experiment import Experiment
-from .hyperdrive import BEST_CHILD_TABLE, HyperDriveRun
-from .mpi import THREAD_VARIABLES  # each sized so that concurrent children together use the machine's cores
-from .run import TERMINAL_STATES, metric_values
-from .workspace import Workspace
+from ..backend import open_run_folder
+from ..state import files
+from ..state.layout import BEST_CHILD_TABLE, TERMINAL_STATES, run_error
+from . import driver, policies, processes, sampling
+from .policies import best_of
+from .processes import THREAD_VARIABLES
 
 POLL_SECONDS = 0.25
 
@@ -29,12 +26,14 @@ POLL_SECONDS = 0.25
 class Child:
     """One child run as the driver follows it."""
 
-    def __init__(self, index, run, parameters):
-        self.index, self.run, self.parameters = index, run, parameters
+    def __init__(self, index, folder, parameters):
+        self.index, self.folder, self.parameters = index, folder, parameters
+        self.run_id = folder.run_id
         self.values = []  # of the primary metric, as logged
         self.evaluated = 0  # intervals the policy has looked at
         self.status = "Queued"
         self.stopped_by_policy = False
+        self.told = False  # whether the sampler has been told how it ended
 
     @property
     def ended(self):
@@ -45,9 +44,8 @@ class Sweep:
     """The sweep recorded in the parent run folder `folder`, driven to its end by run()."""
 
     def __init__(self, folder):
-        workspace, experiment_name, _ = WorkspaceFolder.of_run(folder.path)
-        self.experiment = Experiment(Workspace._at(workspace), experiment_name)
-        self.parent = HyperDriveRun._open(self.experiment, folder)
+        self.backend, self.experiment, _ = open_run_folder(folder.path)
+        self.parent = folder
         definition = folder.definition()
         self.settings = definition["hyperdrive"]
         self.template = definition["runDefinition"]
@@ -62,13 +60,13 @@ class Sweep:
 
     def log(self, source, message):
         """An entry of the sweep's log, in HyperDrive's format."""
-        store.append_line(self.log_file, f"<START>[{store.utc_now()}][{source}][INFO]{message}<END>")
+        files.append_line(self.log_file, f"<START>[{files.utc_now()}][{source}][INFO]{message}<END>")
 
     def run(self, stop_requested):
         """Start, watch and stop children until the sweep ends; return its final status record."""
         sampling_name = self.settings["generator_config"]["name"]
         space = self.settings["generator_config"]["parameter_space"]
-        self.log("API", f"Sweep {self.parent.id}: {sampling_name} sampling of {', '.join(space)}; policy "
+        self.log("API", f"Sweep {self.parent.run_id}: {sampling_name} sampling of {', '.join(space)}; policy "
                         f"{self.policy['name']}; primary metric {self.metric} ({'maximize' if self.maximize else 'minimize'}); "
                         f"{self.settings['max_total_runs']} runs, {self.settings['max_concurrent_runs']} at a time")
         self.share_cores()
@@ -102,10 +100,11 @@ class Sweep:
     def share_cores(self):
         """Concurrent children share this machine's cores: each gets cores // max_concurrent_runs threads."""
         cores = len(os.sched_getaffinity(0))
-        threads = max(1, cores // self.settings["max_concurrent_runs"])
-        os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})  # inherited by each child
-        self.log("SCHEDULER", f"Each child runs {threads} thread(s) per pool ({', '.join(THREAD_VARIABLES)}): "
-                              f"{cores} cores, {self.settings['max_concurrent_runs']} children at a time")
+        threads = processes.thread_environment(self.settings["max_concurrent_runs"], cores)
+        os.environ.update(threads)  # inherited by each child
+        self.log("SCHEDULER", f"Each child runs {threads[THREAD_VARIABLES[0]]} thread(s) per pool "
+                              f"({', '.join(THREAD_VARIABLES)}): {cores} cores, "
+                              f"{self.settings['max_concurrent_runs']} children at a time")
 
     def running(self):
         return sum(not child.ended for child in self.children)
@@ -113,46 +112,44 @@ class Sweep:
     def start_child(self, parameters):
         """Submit child number len(children) with `parameters` appended to the script's arguments."""
         index = len(self.children)
-        run_id = f"{self.parent.id}_{index}"
+        run_id = f"{self.parent.run_id}_{index}"
         arguments = []
         for name, value in parameters.items():
             arguments += [name if name.startswith("-") else f"--{name}", argument(value)]
-        config = ScriptRunConfig(source_directory=str(self.parent._folder.snapshot), script=self.template["script"],
+        config = ScriptRunConfig(source_directory=str(self.parent.snapshot), script=self.template["script"],
                                  arguments=self.template["arguments"])
-        config.run_config.target = self.parent._folder.definition()["target"]
+        config.run_config.target = self.parent.definition()["target"]
         config.run_config.environment.name = self.template["environment"]
         # The parent's tags hold each child's hyperparameters, which get_hyperparameters() reads, as on Azure.
-        self.parent.tag(run_id, json.dumps(parameters))
-        run = self.experiment._submit_script(config, None, run_id=run_id, parent_id=self.parent.id,
-                                             arguments=arguments)
-        self.children.append(Child(index, run, parameters))
+        self.parent.append_tag(run_id, json.dumps(parameters))
+        folder = self.backend.submit_run(self.experiment, config, None, run_id=run_id, parent_id=self.parent.run_id,
+                                         arguments=arguments)
+        self.children.append(Child(index, folder, parameters))
         self.log("GENERATOR", f"{run_id}: {json.dumps(parameters)}")
 
     def watch(self):
         """Read each running child's status and primary metric; apply the policy to each new interval."""
         for child in self.children:
             if not child.ended:
-                child.status = child.run.get_status()  # before the metrics: an ended run has logged all of them
-                child.values = metric_values(child.run.get_metrics(self.metric).get(self.metric))
-        histories = {child.run.id: child.values for child in self.children}
+                child.status = self.status(child)  # before the metrics: an ended run has logged all of them
+                child.values = child.folder.metric_values(self.metric)
+        histories = {child.run_id: child.values for child in self.children}
         for child in self.children:
             for interval in range(child.evaluated + 1, len(child.values) + 1):
                 child.evaluated = interval
                 reason = None if child.ended or child.stopped_by_policy else \
-                    policies.reason_to_stop(self.policy, self.maximize, histories, child.run.id, interval)
+                    policies.reason_to_stop(self.policy, self.maximize, histories, child.run_id, interval)
                 if reason:
                     child.stopped_by_policy = True
-                    child.run._folder.request_cancel()  # its runner stops the script at once: Canceled
-                    self.log("ENFORCER", f"Canceling {child.run.id} at interval {interval} "
+                    child.folder.request_cancel()  # its runner stops the script at once: Canceled
+                    self.log("ENFORCER", f"Canceling {child.run_id} at interval {interval} "
                                          f"({self.policy['name']} policy): {reason}")
                     break
-            if child.ended and child.run._runner is not None:
-                child.run._runner.wait()  # it has written the status and is exiting: reap it
-                child.run._runner = None
+            if child.ended and not child.told:
+                child.told = True
                 self.sampler.tell(child.index, best_of(child.values, self.maximize))
                 if child.status == "Failed":
-                    error = error_message(child.run)
-                    self.log("CONTROLLER", f"{child.run.id} Failed; the sweep goes on. {error}")
+                    self.log("CONTROLLER", f"{child.run_id} Failed; the sweep goes on. {self.error_message(child)}")
         self.record_best(final=False)
 
     def record_best(self, final):
@@ -160,23 +157,30 @@ class Sweep:
         scored = [child for child in self.children if child.values]
         if not scored:
             return
-        pick = max if self.maximize else min
-        best = pick(scored, key=lambda child: best_of(child.values, self.maximize))
+        best = best_of(scored, self.maximize, key=lambda child: best_of(child.values, self.maximize))
         value = best_of(best.values, self.maximize)
         if final or best is not self.best or value != self.best_value:
             self.best, self.best_value = best, value
-            self.parent.log_row(BEST_CHILD_TABLE, metric_name=self.metric, timestamp=store.utc_now(),
-                                run_id=best.run.id, metric_value=value, final=final)
+            self.parent.append_metric({"name": BEST_CHILD_TABLE, "description": None, "row": {
+                "metric_name": self.metric, "timestamp": files.utc_now(), "run_id": best.run_id,
+                "metric_value": value, "final": final}})
 
     def stop_children(self):
         """Cancel every running child and wait until each has ended."""
         for child in self.children:
             if not child.ended:
-                child.run._folder.request_cancel()
+                child.folder.request_cancel()
         for child in self.children:
             if not child.ended:
-                child.run.cancel()  # waits for its runner to end it
-                child.status = child.run.get_status()
+                self.backend.cancel_run(child.folder)  # waits for its runner to end it
+                child.status = self.status(child)
+
+    def status(self, child):
+        return self.backend.reconcile_status(child.folder)["status"]
+
+    def error_message(self, child):
+        """The message of a failed child's error (from its status), or ''."""
+        return self.backend.reconcile_status(child.folder).get("error", {}).get("error", {}).get("message", "")
 
     def finish(self):
         """Record the best child and end the sweep: Completed, or Failed if every child failed."""
@@ -186,15 +190,16 @@ class Sweep:
         summary = (f"{len(self.children)} child runs: {counts['Completed']} completed, {counts['Canceled']} canceled "
                    f"({by_policy} by the policy), {counts['Failed']} failed")
         if self.best is not None:
-            self.parent.add_properties({"best_child_run_id": self.best.run.id, "score": str(self.best_value)})
-            self.log("CONTROLLER", f"Best child run: {self.best.run.id}, {self.metric} {self.best_value:.4g}; "
+            self.parent.add_property("best_child_run_id", self.best.run_id)
+            self.parent.add_property("score", str(self.best_value))
+            self.log("CONTROLLER", f"Best child run: {self.best.run_id}, {self.metric} {self.best_value:.4g}; "
                                    f"{summary}")
         else:
             self.log("CONTROLLER", f"No child logged {self.metric}; {summary}")
         if self.children and counts["Failed"] == len(self.children):
-            first = error_message(self.children[0].run)
-            return {"status": "Failed", "error": {"error": {
-                "code": "UserError", "message": f"All {len(self.children)} child runs failed; the first: {first}"}}}
+            first = self.error_message(self.children[0])
+            return {"status": "Failed",
+                    "error": run_error("UserError", f"All {len(self.children)} child runs failed; the first: {first}")}
         return {"status": "Completed"}
 
 
@@ -206,32 +211,15 @@ def argument(value):
     return str(value)
 
 
-def error_message(run):
-    """The message of a failed run's error (from its status), or ''."""
-    return run._read_status().get("error", {}).get("error", {}).get("message", "")
-
-
-def best_of(values, maximize):
-    return (max if maximize else min)(values) if values else None
-
-
-def main(folder, submitter_pid):
-    # Terminating the driver cancels the sweep, as terminating a runner cancels its run.
-    signal.signal(signal.SIGTERM, lambda signum, frame: folder.request_cancel())
-    status = {"status": "Running", "startTimeUtc": store.utc_now(), "runnerPid": os.getpid()}
-    folder.write_status(status)
-    sweep = None
+def run_sweep(folder, stop_requested):
+    """Drive the sweep to its end; what its final status adds. A failure here still stops its children."""
+    sweep = Sweep(folder)
     try:
-        sweep = Sweep(folder)
-        status.update(sweep.run(lambda: folder.cancel_requested() or os.getppid() != submitter_pid))
-    except BaseException as error:  # a bug here must still end the sweep and its children
-        status.update(status="Failed", error={"error": {"code": "SystemError", "message": f"sweep driver: {error!r}"}})
-        if sweep is not None:
-            sweep.stop_children()
-    status["endTimeUtc"] = store.utc_now()
-    folder.write_status(status)
+        return sweep.run(stop_requested)
+    except BaseException:
+        sweep.stop_children()
+        raise
 
 
 if __name__ == "__main__":
-    driver_lock = int(sys.argv[3])  # held, never used: it is closed when this process ends
-    main(RunFolder(sys.argv[1]), int(sys.argv[2]))
+    driver.main("sweep driver", run_sweep)

@@ -1,0 +1,93 @@
+"""A web service's server process: Microsoft's azmlinfsrv (azureml-inference-server-http) running the entry script
+on a loopback port, in a session of its own, with the gunicorn hooks of server_hooks.py.
+
+The server outlives the process that started it (a notebook cell, a kernel) and is found again from its
+server.json (pid, start time, port); it stops on delete() or once its service's folder is gone.
+"""
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from azureml.exceptions import WebserviceException
+
+from ..state import files
+from . import processes
+
+WORKERS = 2  # server worker processes: see docs/deployment.md
+MAX_BODY_BYTES = 16 << 20  # a request body above this is answered 413 (score.py accepts 1000 images)
+STOP_SECONDS = 10  # from SIGTERM to SIGKILL
+_servers = {}  # pid -> Popen of the servers this process started, so that their exit is reaped
+
+
+def start(service):
+    """Start azmlinfsrv for the service in `service` (a ServiceFolder) and record its process in server.json."""
+    definition = files.read_json(service.definition)
+    port = definition["configuration"]["port"] or free_port()
+    models = definition["modelIds"]
+    model_dir = service.models / models[0].replace(":", "/") if len(models) == 1 else service.models
+    env = processes.child_environment(
+        AML_APP_ROOT=str(service.app), SERVICE_NAME=definition["name"], PYTHONUNBUFFERED="1",
+        GUNICORN_CMD_ARGS="--config python:azureml_offline.engine.server_hooks",
+        AZUREML_OFFLINE_SERVICE_DEFINITION=str(service.definition),
+        AZUREML_OFFLINE_SERVICE_ID=definition["serviceId"], AZUREML_OFFLINE_SERVICE_KEYS=str(service.keys),
+        AZUREML_OFFLINE_SERVICE_READY=str(service.ready), AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES))
+    # The workers are the parallelism: one BLAS thread each, or two workers' threads contend for the same cores.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    command = [azmlinfsrv(), "--entry_script", definition["entryScript"],
+               "--model_dir", str(model_dir), "--port", str(port), "--worker_count", str(WORKERS)]
+    with open(service.server_log, "ab") as log:
+        process = subprocess.Popen(command, cwd=service.app, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    _servers[process.pid] = process
+    files.write_json(service.server, {"pid": process.pid, "startTime": processes.start_time(process.pid),
+                                      "port": port})
+
+
+def azmlinfsrv():
+    """The server's command, installed beside this Python (a virtual environment's bin/) or on PATH."""
+    beside = Path(sys.executable).with_name("azmlinfsrv")
+    command = str(beside) if beside.exists() else shutil.which("azmlinfsrv")
+    if not command:
+        raise WebserviceException("The offline web service needs azmlinfsrv: "
+                                  "pip install azureml-inference-server-http==1.5.1")
+    return command
+
+
+def free_port():
+    """A port that is free on loopback now (the server binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def running(server):
+    """Whether the server recorded in `server` (server.json's content) still runs (not another process that got
+    its pid)."""
+    if not server:
+        return False
+    process = _servers.get(server["pid"])
+    if process is not None and process.poll() is not None:
+        return False
+    return server["startTime"] is not None and processes.start_time(server["pid"]) == server["startTime"]
+
+
+def stop(server):
+    """Stop the server's whole process group (master and workers), politely then for sure, and wait for it."""
+    if not running(server):
+        return
+    process = _servers.get(server["pid"])
+    processes.stop_group(lambda: processes.group_members(server["pid"]), STOP_SECONDS,
+                         reap=process.poll if process is not None else lambda: None)
+
+
+def startup_error(log):
+    """The entry script's exception from the server's log ("FileNotFoundError: ..."), else the log's last line.
+
+    The server wraps it in its own (azureml_inference_server_http....UserScriptException), logged after it."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b:? ", line)
+              and not line.startswith("azureml_inference_server_http.")]
+    return (errors or lines or ["(no output)"])[-1].strip()

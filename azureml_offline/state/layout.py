@@ -1,0 +1,467 @@
+"""The offline workspace's folder: the one place that knows its layout, how each file is written and read.
+
+    <workspace>/                         $AZUREML_OFFLINE_DIR, else ./.azureml-offline
+      workspace.json                     marks the folder as a workspace
+      .staging/<random>/                 runs and model versions being filled (locked while in use)
+      computes/<name>.json               a compute target's provisioning configuration
+      experiments/<name>/runs/<n>/       run number n of the experiment:
+        run.json                           what was submitted: runId, parentRunId, target, runDefinition
+                                           (a sweep's parent: runType "hyperdrive" and its settings)
+        status.json                        status, start and end times, error
+        runner.lock                        locked (flock) for as long as the run's runner lives
+        cancel                             a cancel request, for the runner
+        runner.log                         the runner's own stderr
+        metrics.jsonl, tags.jsonl,         appended records
+        properties.jsonl
+        snapshot/                          the copy of source_directory that the script runs in
+        files/                             the run's files: logs/std_log.txt (for an MPI job, each rank's
+                                           logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
+                                           outputs/ once the script ends; a sweep's parent:
+                                           azureml-logs/hyperdrive.txt, its driver's log
+      models/<name>/<version>/           model.json and files/<the registered file or folder>
+      services/<name>/                   a web service (ServiceFolder): service.json (what was deployed),
+                                           keys.json, server.json (pid, start time, port), ready,
+                                           app/ (source directory, azureml-models/<name>/<version>/), logs/
+
+The backend (backend.py) and the engine's processes call WorkspaceFolder, RunFolder and ServiceFolder and
+never build a path themselves. Names arrive here already checked against the SDK's rules; plain_name()
+still refuses any that would leave its folder.
+"""
+import fcntl
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+
+from azureml._project.ignore_file import get_project_ignore_file
+from azureml.exceptions import UserErrorException
+
+from . import files
+from .files import DamagedFile
+
+WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
+TERMINAL_STATES = ("Completed", "Failed", "Canceled")  # a run's statuses that never change again
+HYPERDRIVE_RUN_TYPE = "hyperdrive"  # run.json's runType of a sweep's parent, as the SDK's HyperDriveRun.RUN_TYPE
+BEST_CHILD_TABLE = "best_child_by_primary_metric"  # a sweep parent's metric table that the SDK reads its best from
+RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
+LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
+MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
+SWEEP_LOG = "azureml-logs/hyperdrive.txt"  # a sweep's file with what its driver did, named as on Azure
+# Never snapshotted, whatever .amlignore says: version control, caches, offline workspaces
+# (the current one under any name is left out too: see WorkspaceFolder.new_run).
+SNAPSHOT_IGNORE = (".git", "__pycache__", ".ipynb_checkpoints", ".azureml-offline")
+
+
+def workspace_dir():
+    """$AZUREML_OFFLINE_DIR, or .azureml-offline in the current directory."""
+    return Path(os.environ.get(WORKSPACE_DIR_VARIABLE) or ".azureml-offline").absolute()
+
+
+def shown(path):
+    """How to print a path: relative to the current directory, never absolute (notebooks keep what they print)."""
+    path = Path(path).resolve()
+    if os.environ.get(WORKSPACE_DIR_VARIABLE) and path == Path(os.environ[WORKSPACE_DIR_VARIABLE]).resolve():
+        return f"${WORKSPACE_DIR_VARIABLE}"
+    try:
+        return path.relative_to(Path.cwd()).as_posix() or "."
+    except ValueError:
+        return path.name
+
+
+def plain_name(name, what):
+    """`name` if it names an entry of a folder (not a path, not . or ..), else UserErrorException."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UserErrorException(f"{what} name {name!r} is not a valid name")
+    return name
+
+
+def metric_values(logged):
+    """The numeric values of a metric as get_metrics() returns it (a value, or a list), as a list of floats."""
+    values = logged if isinstance(logged, list) else [] if logged is None else [logged]
+    return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
+def run_error(code, message):
+    """A run's error as the SDK records it (get_details()["error"]): code "UserError" for the script's own
+    failures, "SystemError" for the offline workspace's."""
+    return {"error": {"code": code, "message": message}}
+
+
+class WorkspaceFolder:
+    """The workspace folder `root`: its compute targets, experiments and runs, models and services."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    @classmethod
+    def open(cls, root=None):
+        """The workspace in `root` (default: workspace_dir()), created if need be; a clear error if it cannot be.
+
+        Staging folders left by a process killed while filling them are removed here.
+        """
+        root = Path(root) if root is not None else workspace_dir()
+        where = f"{WORKSPACE_DIR_VARIABLE}={os.environ[WORKSPACE_DIR_VARIABLE]!r}" \
+            if os.environ.get(WORKSPACE_DIR_VARIABLE) else f"the offline workspace folder {shown(root)!r}"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            folder = cls(root.resolve(strict=True))
+            if not (folder.root / "workspace.json").exists():
+                files.write_json(folder.root / "workspace.json", {"name": "offline-workspace",
+                                                                  "created": files.utc_now()})
+            files.remove_abandoned(folder.root / ".staging")
+        except (OSError, RuntimeError) as error:  # RuntimeError: pathlib's symlink loop
+            reason = "not a folder" if isinstance(error, FileExistsError) else getattr(error, "strerror", str(error))
+            raise UserErrorException(f"{where} cannot hold the offline workspace: it must be a folder this user "
+                                     f"can write ({reason})") from None
+        return folder
+
+    @classmethod
+    def of_run(cls, run_dir):
+        """(workspace, experiment name, run number) of the run folder `run_dir` (a script's RUN_DIR_VARIABLE)."""
+        run_dir = Path(run_dir)  # <workspace>/experiments/<name>/runs/<number>
+        return cls(run_dir.parents[3]), run_dir.parents[1].name, int(run_dir.name)
+
+    def __eq__(self, other):
+        return isinstance(other, WorkspaceFolder) and other.root == self.root
+
+    # Compute targets
+
+    def compute_names(self):
+        return files.names(self.root / "computes", ".json")
+
+    def read_compute(self, name):
+        """The definition of compute target `name`, or None."""
+        return files.read_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json")
+
+    def write_compute(self, name, definition):
+        (self.root / "computes").mkdir(exist_ok=True)
+        files.write_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json", definition)
+
+    def delete_compute(self, name):
+        """Remove compute target `name`; False if there was none."""
+        try:
+            (self.root / "computes" / f"{plain_name(name, 'Compute target')}.json").unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    # Experiments and runs
+
+    def experiment_names(self):
+        return files.names(self.root / "experiments")
+
+    def add_experiment(self, name):
+        (self.root / "experiments" / plain_name(name, "Experiment") / "runs").mkdir(parents=True, exist_ok=True)
+
+    def runs(self, experiment):
+        """The experiment's runs, newest first; one whose run.json is damaged is left out, with a warning."""
+        for number in reversed(files.numbers(self._runs(experiment))):
+            run = self.run(experiment, number)
+            try:
+                run.run_id
+            except DamagedFile as error:
+                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
+                continue
+            yield run
+
+    def run(self, experiment, number):
+        return RunFolder(self._runs(experiment) / str(number))
+
+    def find_run(self, experiment, run_id):
+        """The experiment's run with id `run_id`, or None."""
+        return next((run for run in self.runs(experiment) if run.run_id == run_id), None)
+
+    def children(self, experiment, parent_id):
+        """The runs of `experiment` whose parent is run `parent_id`, oldest first."""
+        return [run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id]
+
+    def new_run(self, experiment, definition, tags, source=None, properties=None):
+        """Publish a new run of `experiment` (status Queued) and return (RunFolder, lock).
+
+        `definition` becomes run.json (with "parentRunId" for a child run); `source`, a folder, is
+        snapshotted as the SDK does: honouring its .amlignore, else its .gitignore. `lock` is an open
+        file descriptor that holds runner.lock: pass it to the runner process, then close it here. Whoever
+        holds it stands for the runner (e.g. a sweep holding its queued children's): once no process
+        holds it, a run that has not ended is seen as abandoned and marked Failed.
+        """
+        with files.staging_dir(self.root / ".staging") as staged:
+            if source is not None:
+                self.copy_source(source, staged / "snapshot")
+            files.write_json(staged / "run.json", definition)
+            files.write_json(staged / "status.json", {"status": "Queued"})
+            for key, value in (tags or {}).items():
+                files.append_record(staged / "tags.jsonl", {key: value})
+            for key, value in (properties or {}).items():
+                files.append_record(staged / "properties.jsonl", {key: value})
+            lock = os.open(staged / "runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                number = files.publish(staged, self._runs(experiment))
+            except BaseException:
+                os.close(lock)
+                raise
+        return self.run(experiment, number), lock
+
+    def copy_source(self, source, target):
+        """Copy the folder `source` to `target` as the SDK snapshots it (a run's, a web service's): honouring its
+        .amlignore, else its .gitignore, and leaving out SNAPSHOT_IGNORE and this workspace folder."""
+        shutil.copytree(source, target, ignore=self._snapshot_ignore(source))
+
+    def _snapshot_ignore(self, source):
+        """copytree's ignore: the SDK's ignore file for `source`, SNAPSHOT_IGNORE, and this workspace folder."""
+        ignore_file = get_project_ignore_file(str(source))
+        builtin = shutil.ignore_patterns(*SNAPSHOT_IGNORE)
+
+        def ignore(folder, names):
+            ignored = set(builtin(folder, names))
+            for name in names:
+                path = os.path.abspath(os.path.join(folder, name))
+                # A folder is matched with a trailing slash, so that a pattern such as "data/" applies to it.
+                if ignore_file.is_file_excluded(path + os.sep if os.path.isdir(path) else path) \
+                        or Path(path).resolve() == self.root:
+                    ignored.add(name)
+            return ignored
+        return ignore
+
+    def _runs(self, experiment):
+        return self.root / "experiments" / plain_name(experiment, "Experiment") / "runs"
+
+    # Models
+
+    def model_names(self):
+        return files.names(self.root / "models")
+
+    def model_versions(self, name):
+        return files.numbers(self.root / "models" / plain_name(name, "Model"))
+
+    def read_model(self, name, version):
+        """The definition (model.json) of version `version` of model `name`, or None."""
+        return files.read_json(self._model(name, version) / "model.json")
+
+    def model_entry(self, name, version):
+        """The registered file or folder of a model version."""
+        entries = list((self._model(name, version) / "files").iterdir())
+        if len(entries) != 1:
+            raise DamagedFile(self._model(name, version) / "files", f"holds {len(entries)} entries, not one")
+        return entries[0]
+
+    def new_model_version(self, name, source, definition):
+        """Copy the file or folder `source` into the next version of model `name`; return the version."""
+        with files.staging_dir(self.root / ".staging") as staged:
+            (staged / "files").mkdir()
+            copy = shutil.copytree if Path(source).is_dir() else shutil.copyfile
+            copy(source, staged / "files" / Path(source).name)
+            files.write_json(staged / "model.json", definition)
+            return files.publish(staged, self.root / "models" / plain_name(name, "Model"))
+
+    def _model(self, name, version):
+        return self.root / "models" / plain_name(name, "Model") / str(int(version))
+
+    # Web services
+
+    def service_names(self):
+        return files.names(self.root / "services")
+
+    def service(self, name):
+        """The folder of service `name` (whether or not it exists)."""
+        return ServiceFolder(self.root / "services" / plain_name(name, "Service"))
+
+    def new_service(self, name, fill):
+        """Call fill(ServiceFolder) on a staging folder and publish that as service `name`, whole or not at all;
+        return what fill returned. FileExistsError if the workspace has a service of that name."""
+        target = self.service(name).path
+        with files.staging_dir(self.root / ".staging") as staged:
+            filled = fill(ServiceFolder(staged))
+            target.parent.mkdir(exist_ok=True)
+            try:
+                os.rename(staged, target)  # fails onto an existing, non-empty folder
+            except OSError:
+                raise FileExistsError(f"service {name!r} exists") from None
+        return filled
+
+    def remove_service(self, name):
+        """Take service `name` out of the workspace at once; its folder, moved aside for the caller to stop its
+        server and discard(), or None if there was none."""
+        service = self.service(name)
+        aside = service.path.with_name(f".deleted-{name}-{uuid.uuid4().hex}")  # hidden: not in service_names()
+        try:
+            os.rename(service.path, aside)
+        except FileNotFoundError:
+            return None
+        return ServiceFolder(aside)
+
+
+class ServiceFolder:
+    """One web service's folder: what was deployed, its keys, its server process, its app and models, its logs."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.definition = self.path / "service.json"  # what was deployed; rewritten by update()
+        self.keys = self.path / "keys.json"  # authEnabled and the two keys; the server re-reads it
+        self.server = self.path / "server.json"  # pid, process start time and port of azmlinfsrv
+        self.ready = self.path / "ready"  # written by a server worker once init() has returned
+        self.app = self.path / "app"  # a copy of the source directory: AML_APP_ROOT and working directory
+        # <model>/<version>/<files> in the app's folder, as in Azure's container: Model.get_model_path() finds them
+        self.models = self.app / "azureml-models"
+        self.server_log = self.path / "logs" / "server.log"  # azmlinfsrv's and the script's output
+        self.init_log = self.path / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
+
+    def write_keys(self, keys):
+        """keys.json, readable by this user only: its keys let anyone call the service."""
+        files.write_json(self.keys, keys, mode=0o600)
+
+    def discard(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class RunFolder:
+    """One run's folder: what was submitted, its status, metrics, tags, files, and its runner's lock."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.number = int(self.path.name)
+        self.experiment = self.path.parents[1].name
+        self._definition = None
+
+    def definition(self):
+        """run.json (written once, at submit)."""
+        if self._definition is None:
+            definition = files.read_json(self.path / "run.json")
+            if definition is None or "runId" not in definition:
+                raise DamagedFile(self.path / "run.json", "missing" if definition is None else "no runId")
+            self._definition = definition
+        return self._definition
+
+    @property
+    def run_id(self):
+        return self.definition()["runId"]
+
+    def read_status(self):
+        status = files.read_json(self.path / "status.json")
+        if status is None or not isinstance(status.get("status"), str):
+            raise DamagedFile(self.path / "status.json", "missing" if status is None else "no status")
+        return status
+
+    def write_status(self, status):
+        files.write_json(self.path / "status.json", status)
+
+    def runner_alive(self):
+        """Whether the run's runner (or its submitter, before the runner starts) still holds runner.lock.
+
+        A lock, not a pid: it goes with the process however it ends, and a recycled pid cannot hold it.
+        """
+        try:
+            fd = os.open(self.path / "runner.lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def request_cancel(self):
+        (self.path / "cancel").touch()
+
+    def cancel_requested(self):
+        return (self.path / "cancel").exists()
+
+    @property
+    def runner_log(self):
+        return self.path / "runner.log"
+
+    @property
+    def snapshot(self):
+        return self.path / "snapshot"
+
+    def append_metric(self, record):
+        files.append_record(self.path / "metrics.jsonl", record)
+
+    def metrics(self):
+        """The metric records: each has a name and one of value, values (a list) or row (a dict)."""
+        records = []
+        for record in files.read_records(self.path / "metrics.jsonl"):
+            if isinstance(record.get("name"), str) and ("value" in record or isinstance(record.get("values"), list)
+                                                        or isinstance(record.get("row"), dict)):
+                records.append(record)
+            else:
+                warnings.warn(f"{self.path / 'metrics.jsonl'}: a record that is not a metric, skipped: {record}",
+                              files.DamagedRecordWarning, stacklevel=2)
+        return records
+
+    def metric_values(self, name):
+        """The numeric values logged for metric `name` (run.log, run.log_list), in order, as Run.get_metrics() and
+        metric_values() give them; none for a table (run.log_row)."""
+        records = [record for record in self.metrics() if record["name"] == name]
+        if any("row" in record for record in records):
+            return []
+        return metric_values([value for record in records for value in record.get("values", [record.get("value")])])
+
+    def append_tag(self, key, value):
+        files.append_record(self.path / "tags.jsonl", {key: value})
+
+    def tags(self):
+        tags = {}
+        for record in files.read_records(self.path / "tags.jsonl"):
+            tags.update(record)
+        return tags
+
+    def add_property(self, key, value):
+        """Add a property; as on Azure, one that is set keeps its first value."""
+        if key not in self.properties():
+            files.append_record(self.path / "properties.jsonl", {key: value})
+
+    def properties(self):
+        properties = {}
+        for record in files.read_records(self.path / "properties.jsonl"):
+            properties.update({key: value for key, value in record.items() if key not in properties})
+        return properties
+
+    # The run's files
+
+    @property
+    def files(self):
+        return self.path / "files"
+
+    def file_names(self):
+        return files.file_names(self.files)
+
+    def file(self, name):
+        """The path of the run's file `name`, refusing names that lead outside the run's files."""
+        return files.inside(self.files, name)
+
+    def log(self, rank=None):
+        """The script's log; with `rank`, the log of that process of an MPI job."""
+        return self.files / (LOG if rank is None else f"logs/std_log_process_{rank}.txt")
+
+    @property
+    def mpi_log(self):
+        return self.files / MPI_LOG
+
+    def process_count(self):
+        """How many processes run the script: node_count x process_count_per_node for an MPI job, else None."""
+        submitted = self.definition()["runDefinition"]
+        return submitted["nodeCount"] * submitted["mpi"]["processCountPerNode"] if "mpi" in submitted else None
+
+    def main_log(self):
+        """The log that show_output streams: the script's, or rank 0's in an MPI job, or a sweep's driver's
+        log (as Azure streams)."""
+        if self.definition().get("runType") == HYPERDRIVE_RUN_TYPE:
+            return self.sweep_log
+        return self.log(None if self.process_count() is None else 0)
+
+    @property
+    def sweep_log(self):
+        """A sweep's log, written by its driver (what the parent run streams)."""
+        return self.files / SWEEP_LOG
+
+    def collect_outputs(self):
+        """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends."""
+        outputs = self.snapshot / "outputs"
+        for name in files.file_names(outputs):
+            target = self.files / "outputs" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(outputs / name, target)
