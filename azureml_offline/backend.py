@@ -30,8 +30,7 @@ from .engine import launch, mpi, processes, server
 from .state import files
 from .state.layout import HYPERDRIVE_RUN_TYPE, RUN_DIR_VARIABLE, TERMINAL_STATES, WorkspaceFolder, run_error
 
-# WorkspaceFolder stays importable from here for code written before state/ existed (the notebook tests).
-__all__ = ["Backend", "WorkspaceFolder", "backend_of", "copy_app", "open_backend", "open_run_folder",
+__all__ = ["Backend", "backend_of", "copy_app", "open_backend", "open_run_folder",
            "run_definition"]
 
 RUNNER = [sys.executable, "-m", "azureml_offline.engine.runner"]  # + the run folder, this pid, the lock's fd

@@ -24,11 +24,6 @@ class Workspace:
         # Offline only (an attribute, not an SDK member): the Backend that holds the workspace's state and rules.
         self.backend = open_backend()
 
-    @classmethod
-    def _at(cls, folder):
-        """workspace_at(), for code written before it (a WorkspaceFolder also does, for its root)."""
-        return workspace_at(getattr(folder, "root", folder))
-
     @staticmethod
     def from_config(path=None, auth=None):
         """The offline workspace. A configuration file and credentials name an Azure workspace: offline they are unused."""

@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import chainer_mnist  # noqa: E402
-from azureml_offline.mpi import THREAD_VARIABLES  # noqa: E402
+from azureml_offline.engine.processes import THREAD_VARIABLES  # noqa: E402
 
 CONTENDERS = {
     "chainer_mnist.py": lambda settings, out: [str(REPO / "chainer_mnist.py"), *settings, "--device", "-1",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from azureml_offline import mpi  # noqa: E402
+from azureml_offline.engine import mpi  # noqa: E402
 
 # Run in 2 ranks: the time of ChainerMN's gradient allreduce for the tutorial's model, on its own.
 ALLREDUCE = """

@@ -28,11 +28,10 @@ from azureml.core.model import InferenceConfig
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from azureml_offline import webservice  # noqa: E402
-from azureml_offline.backend import WorkspaceFolder  # noqa: E402
+from azureml_offline.engine import server  # noqa: E402
 from azureml_offline.model import Model  # noqa: E402
 from azureml_offline.webservice import AciWebservice  # noqa: E402
-from azureml_offline.workspace import Workspace  # noqa: E402
+from azureml_offline.workspace import workspace_at  # noqa: E402
 from chainer_mnist import MLP, load_mnist  # noqa: E402
 
 
@@ -47,12 +46,12 @@ def deploy(root, workers):
     classifier = L.Classifier(MLP(1000))
     classifier(np.zeros((1, 784), np.float32), np.zeros(1, np.int32))
     chainer.serializers.save_npz(root / "model.npz", classifier)
-    workspace = Workspace._at(WorkspaceFolder.open(root / "workspace"))
+    workspace = workspace_at(root / "workspace")
     model = Model.register(workspace, str(root / "model.npz"), "chainer-dnn-mnist")
     (root / "source").mkdir()
     for name in ("score.py", "chainer_mnist.py"):
         shutil.copy(REPO / name, root / "source")
-    webservice.WORKERS = workers
+    server.WORKERS = workers
     service = Model.deploy(workspace, "benchmark", [model],
                            InferenceConfig(entry_script="score.py", source_directory=str(root / "source")),
                            AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1, auth_enabled=True))
@@ -119,7 +118,7 @@ def clients(service, bodies, count, requests_each):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=webservice.WORKERS, help="server worker processes")
+    parser.add_argument("--workers", type=int, default=server.WORKERS, help="server worker processes")
     parser.add_argument("--requests", type=int, default=500, help="single-image requests for the latency")
     parser.add_argument("--batches", type=int, default=40, help="batches of 100 per client")
     args = parser.parse_args()

@@ -51,6 +51,7 @@ def busy_jiffies():
 def sweep(folder, with_policy):
     from azureml.core.compute import AmlCompute
 
+    from azureml_offline.backend import backend_of
     from azureml_offline.compute import ComputeTarget
     from azureml_offline.experiment import Experiment
     from azureml_offline.run import metric_values
@@ -68,7 +69,7 @@ def sweep(folder, with_policy):
     start = time.perf_counter()
     run = Experiment(ws, "chainer-mnist-hyperdrive").submit(config)
     run.wait_for_completion()
-    run._runner.wait()  # the driver: its CPU time (and, waited for in turn, its children's) is counted once it ends
+    backend_of(run).runner(run.id).wait()  # the driver: its CPU time (and, waited for in turn, its children's) is counted once it ends
     wall = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy_after = busy_jiffies()

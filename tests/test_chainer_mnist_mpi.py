@@ -8,7 +8,7 @@ import numpy as np
 from azureml.core import ScriptRunConfig
 from azureml.core.runconfig import MpiConfiguration
 
-from azureml_offline import mpi
+from azureml_offline.engine import mpi
 from azureml_offline.experiment import Experiment
 from helpers import REPO
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.state.layout import WorkspaceFolder
 from helpers import REPO, assert_nbval_passed, code_cell, layout, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"

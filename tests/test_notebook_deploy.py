@@ -10,9 +10,8 @@ import sys
 
 import nbformat
 
-from azureml_offline.backend import WorkspaceFolder
 from azureml_offline.model import Model
-from azureml_offline.workspace import Workspace
+from azureml_offline.workspace import workspace_at
 from helpers import REPO, assert_nbval_passed, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "03-deploy-web-service.ipynb"
@@ -25,7 +24,7 @@ def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
     subprocess.run([sys.executable, REPO / "chainer_mnist.py", "--data-dir", str(mnist_dir), "--epochs", "1",
                     "--output_dir", str(outputs)], check=True, capture_output=True)
     accuracy = json.loads((outputs / "model.json").read_text())["test_accuracy"]
-    workspace = Workspace._at(WorkspaceFolder.open(tmp_path / "workspace"))
+    workspace = workspace_at(tmp_path / "workspace")
     Model.register(workspace, str(outputs / "model.npz"), "chainer-dnn-mnist",
                    tags={"framework": "chainer", "test_accuracy": f"{accuracy:.4f}"})  # as lesson 01 does
     (tmp_path / "notebooks").mkdir()

@@ -4,7 +4,7 @@ import os
 import pytest
 from azureml.exceptions import UserErrorException
 
-from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.experiment import Experiment
 from azureml_offline.run import Run
 from azureml_offline.workspace import workspace_at

@@ -101,8 +101,7 @@ def test_no_module_but_the_backend_names_a_workspace_file_or_its_root():
 # Private reaches: `x._name` where `_name` is an attribute that another module sets (assigns, or defines as a
 # method, class attribute or module-level name). Names the SDK sets are not the package's, and not counted.
 TESTS = Path(__file__).parent
-# Outside this package's ownership, using Workspace._at (kept for it): it moves to Workspace.at().
-NOT_YET_MOVED = {"test_notebook_deploy.py": 1}
+
 
 
 def is_private(name):
@@ -143,7 +142,7 @@ def test_no_test_reaches_into_the_package_s_private_attributes():
     counts = {}
     for path in sorted(TESTS.glob("*.py")):
         found = private_reaches(ast.parse(path.read_text()), package)
-        if len(found) != NOT_YET_MOVED.get(path.name, 0):
+        if found:
             counts[path.name] = found
     assert counts == {}
 

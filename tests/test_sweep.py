@@ -14,7 +14,7 @@ from azureml.core.compute import AmlCompute
 from azureml.train.hyperdrive import BanditPolicy, BayesianParameterSampling, RandomParameterSampling, choice, uniform
 from azureml.train.hyperdrive.exceptions import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
 
-from azureml_offline.backend import WorkspaceFolder
+from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment

@@ -16,7 +16,8 @@ import requests
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import WebserviceException
 
-from azureml_offline.backend import WorkspaceFolder, backend_of, copy_app
+from azureml_offline.backend import backend_of, copy_app
+from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.engine.server import free_port
 from azureml_offline.model import Model
 from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice
