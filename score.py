@@ -6,6 +6,7 @@ The answer lists, per image, the digit and the probabilities of the ten digits:
     [{"digit": 7, "probabilities": [0.0, ..., 0.99, ...]}, ...]
 At most MAX_IMAGES images a request; bad input is answered with status 400 and {"message": "what is wrong"}.
 """
+
 import os
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def init():
         (first_layer,) = [key for key in saved.files if key.endswith("l1/W")]
         units = saved[first_layer].shape[0]
     model = MLP(units)
-    chainer.serializers.load_npz(path, model, path=first_layer[:-len("l1/W")])
+    chainer.serializers.load_npz(path, model, path=first_layer[: -len("l1/W")])
     print(f"Loaded a {units}-unit MLP from {path.name}")
 
 
@@ -71,8 +72,9 @@ def to_images(data):
     except (ValueError, TypeError):  # ragged lists, strings, null, nested objects
         raise ValueError("each image must be 784 numbers, or 28 rows of 28 numbers") from None
     if images.shape[1:] not in ((784,), (28, 28)):
-        raise ValueError(f"images of shape {images.shape[1:]} received; each must be 784 numbers "
-                         f"or 28 rows of 28 numbers")
+        raise ValueError(
+            f"images of shape {images.shape[1:]} received; each must be 784 numbers or 28 rows of 28 numbers"
+        )
     images = images.reshape(len(images), 784)
     if not np.isfinite(images).all():
         raise ValueError("pixel values must be numbers, not NaN, Infinity or null")
@@ -80,4 +82,3 @@ def to_images(data):
     if low < 0 or high > 255:
         raise ValueError(f"pixel values must be between 0 and 255 (received {low:g} to {high:g})")
     return images
-

@@ -9,6 +9,7 @@ choose this process's OpenBLAS kernel while NumPy is not loaded yet (engine/open
 (Environment, ScriptRunConfig, AmlCompute, HyperDriveConfig and its samplings and policies, the estimators,
 the exceptions) stays the real SDK.
 """
+
 import importlib
 import os
 

@@ -12,6 +12,7 @@ register a model (register_model); deploy, update, reconcile and delete a web se
 runs, children, models and services it keeps, as state.layout's folders (RunFolder, ServiceFolder), and the
 runner processes this process started (runner).
 """
+
 import re
 import secrets
 import shutil
@@ -30,8 +31,7 @@ from .engine import launch, mpi, processes, server
 from .state import files
 from .state.layout import HYPERDRIVE_RUN_TYPE, RUN_DIR_VARIABLE, TERMINAL_STATES, WorkspaceFolder, run_error
 
-__all__ = ["Backend", "backend_of", "copy_app", "open_backend", "open_run_folder",
-           "run_definition"]
+__all__ = ["Backend", "backend_of", "copy_app", "open_backend", "open_run_folder", "run_definition"]
 
 RUNNER = [sys.executable, "-m", "azureml_offline.engine.runner"]  # + the run folder, this pid, the lock's fd
 SWEEP_DRIVER = [sys.executable, "-m", "azureml_offline.engine.sweep"]
@@ -76,8 +76,9 @@ def is_valid_compute_name(name):
 
 
 def compute_not_found(name):
-    return ComputeTargetException(f"ComputeTargetNotFound: Compute Target with name {name} not found in provided "
-                                  "workspace")
+    return ComputeTargetException(
+        f"ComputeTargetNotFound: Compute Target with name {name} not found in provided workspace"
+    )
 
 
 def distribution(run_config):
@@ -88,23 +89,31 @@ def distribution(run_config):
     if run_config.communicator in (None, "None"):
         return {}
     if run_config.communicator not in ("IntelMpi", "OpenMpi"):
-        raise UserErrorException(f"Offline runs support MpiConfiguration, not the {run_config.communicator} "
-                                 f"communicator of {run_config.framework}")
+        raise UserErrorException(
+            f"Offline runs support MpiConfiguration, not the {run_config.communicator} "
+            f"communicator of {run_config.framework}"
+        )
     counts = {"node_count": run_config.node_count, "process_count_per_node": run_config.mpi.process_count_per_node}
     for name, count in counts.items():
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise UserErrorException(f"MpiConfiguration {name} must be a positive integer, not {count!r}")
-    return {"framework": run_config.framework, "communicator": run_config.communicator,
-            "nodeCount": counts["node_count"], "mpi": {"processCountPerNode": counts["process_count_per_node"]}}
+    return {
+        "framework": run_config.framework,
+        "communicator": run_config.communicator,
+        "nodeCount": counts["node_count"],
+        "mpi": {"processCountPerNode": counts["process_count_per_node"]},
+    }
 
 
 def run_definition(config, arguments=(), distributed=True):
     """The runDefinition recorded for ScriptRunConfig `config`: its script, its arguments and then `arguments`
     (strings, as Azure passes them), its environment's name, and (if `distributed`) its MPI job."""
-    return {"script": config.script,
-            "arguments": [str(argument) for argument in [*(config.arguments or []), *arguments]],
-            "environment": config.run_config.environment.name,
-            **(distribution(config.run_config) if distributed else {})}
+    return {
+        "script": config.script,
+        "arguments": [str(argument) for argument in [*(config.arguments or []), *arguments]],
+        "environment": config.run_config.environment.name,
+        **(distribution(config.run_config) if distributed else {}),
+    }
 
 
 class Backend:
@@ -134,8 +143,9 @@ class Backend:
     def create_compute(self, name, definition):
         """Record compute target `name` (replacing one of that name, as Azure's create does)."""
         if not is_valid_compute_name(name):
-            raise ComputeTargetException(f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, "
-                                         "starting with a letter")
+            raise ComputeTargetException(
+                f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, starting with a letter"
+            )
         self.folder.write_compute(name, definition)
 
     def delete_compute(self, name):
@@ -171,7 +181,9 @@ class Backend:
 
     def children(self, experiment, parent_id):
         """The runs of `experiment` whose parent is run `parent_id`, oldest first."""
-        return [run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id]
+        return [
+            run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id
+        ]
 
     def runner(self, run_id):
         """The runner (or sweep driver) process, a Popen, that this process started for run `run_id`, or None."""
@@ -189,10 +201,16 @@ class Backend:
         if target != "local":
             nodes = self.compute(target)["scaleSettings"]["maxNodeCount"]  # ComputeTargetNotFound, as on Azure
             if config.run_config.node_count > nodes:
-                raise UserErrorException(f"node_count {config.run_config.node_count} is more than the "
-                                         f"{nodes} nodes of compute target {target!r}")
-        record = {"runId": run_id or f"{experiment}_{int(time.time())}_{uuid.uuid4().hex[:8]}", "target": target,
-                  "submitted": files.utc_now(), "runDefinition": definition}
+                raise UserErrorException(
+                    f"node_count {config.run_config.node_count} is more than the "
+                    f"{nodes} nodes of compute target {target!r}"
+                )
+        record = {
+            "runId": run_id or f"{experiment}_{int(time.time())}_{uuid.uuid4().hex[:8]}",
+            "target": target,
+            "submitted": files.utc_now(),
+            "runDefinition": definition,
+        }
         if parent_id:
             record["parentRunId"] = parent_id
         return self._start(experiment, record, tags, config.source_directory, RUNNER)
@@ -201,10 +219,15 @@ class Backend:
         """Record a sweep's parent run (what each child runs, ScriptRunConfig `config`, and the sweep's
         `settings`) and start its driver; return the parent's RunFolder."""
         self.compute(config.run_config.target)  # ComputeTargetNotFound, as Azure's submit
-        record = {"runId": run_id, "runType": HYPERDRIVE_RUN_TYPE, "target": config.run_config.target,
-                  "submitted": files.utc_now(),
-                  # What each child runs, before its hyperparameters are added to the arguments.
-                  "runDefinition": run_definition(config, distributed=False), "hyperdrive": settings}
+        record = {
+            "runId": run_id,
+            "runType": HYPERDRIVE_RUN_TYPE,
+            "target": config.run_config.target,
+            "submitted": files.utc_now(),
+            # What each child runs, before its hyperparameters are added to the arguments.
+            "runDefinition": run_definition(config, distributed=False),
+            "hyperdrive": settings,
+        }
         return self._start(experiment, record, tags, config.source_directory, SWEEP_DRIVER, properties)
 
     def _start(self, experiment, record, tags, source, command, properties=None):
@@ -233,7 +256,9 @@ class Backend:
                 pass
         if runner and runner.poll() is not None:
             code = runner.returncode
-            how = f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+            how = (
+                f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
+            )
         log = run.runner_log.read_text(errors="replace").strip().splitlines() if run.runner_log.exists() else []
         message = f"The offline runner process {how} before it recorded the end of the run"
         if log:
@@ -273,8 +298,18 @@ class Backend:
         """The registered file or folder of the model version."""
         return self.folder.model_entry(name, version)
 
-    def register_model(self, name, source, tags=None, properties=None, description=None, framework=None,
-                       framework_version=None, run_id=None, experiment=None):
+    def register_model(
+        self,
+        name,
+        source,
+        tags=None,
+        properties=None,
+        description=None,
+        framework=None,
+        framework_version=None,
+        run_id=None,
+        experiment=None,
+    ):
         """Copy the file or folder `source` into the next version of model `name`; return the version."""
         if not isinstance(name, str):
             raise WebserviceException(f"Error, model name must be a string, not {type(name).__name__}")
@@ -284,10 +319,20 @@ class Backend:
         for what, value in (("tags", tags), ("properties", properties)):
             if value is not None and not isinstance(value, dict):
                 raise WebserviceException(f"Error, {what} must be a dict, not {type(value).__name__}")
-        return self.folder.new_model_version(name, source, {
-            "tags": dict(tags or {}), "properties": dict(properties or {}), "description": description,
-            "framework": framework, "frameworkVersion": framework_version, "createdTime": files.utc_now(),
-            "runId": run_id, "experimentName": experiment})
+        return self.folder.new_model_version(
+            name,
+            source,
+            {
+                "tags": dict(tags or {}),
+                "properties": dict(properties or {}),
+                "description": description,
+                "framework": framework,
+                "frameworkVersion": framework_version,
+                "createdTime": files.utc_now(),
+                "runId": run_id,
+                "experimentName": experiment,
+            },
+        )
 
     # Web services
 
@@ -310,9 +355,15 @@ class Backend:
             if not overwrite:
                 raise name_taken(name)
             self.delete_service(name)
-        definition = {"name": name, "computeType": kind, "serviceId": uuid.uuid4().hex, "createdTime": files.utc_now(),
-                      **settings, "modelIds": [model.id for model in models],
-                      "environment": inference_config.environment.name if inference_config.environment else None}
+        definition = {
+            "name": name,
+            "computeType": kind,
+            "serviceId": uuid.uuid4().hex,
+            "createdTime": files.utc_now(),
+            **settings,
+            "modelIds": [model.id for model in models],
+            "environment": inference_config.environment.name if inference_config.environment else None,
+        }
 
         def write(service):
             definition["entryScript"] = copy_app(service, self.folder, inference_config)
@@ -326,8 +377,9 @@ class Backend:
             raise name_taken(name) from None
         server.start(self.folder.service(name))
 
-    def update_service(self, name, tags=None, properties=None, description=None, auth_enabled=None, models=None,
-                       inference_config=None):
+    def update_service(
+        self, name, tags=None, properties=None, description=None, auth_enabled=None, models=None, inference_config=None
+    ):
         """Apply an update; new models or a new inference config restart the server."""
         service = self.folder.service(name)
         definition = files.read_json(service.definition)
@@ -374,8 +426,11 @@ class Backend:
             state = "Transitioning"  # the deployer records the server a moment after publishing the folder
         else:
             state = "Failed"
-            why = "The server process was never started" if record is None else \
-                f"The server process exited: {server.startup_error(service.server_log)}"
+            why = (
+                "The server process was never started"
+                if record is None
+                else f"The server process exited: {server.startup_error(service.server_log)}"
+            )
             error = {"code": "ServiceFailed", "message": why, "details": "get_logs() shows the server's log"}
         return state, error, record
 
@@ -414,8 +469,10 @@ def answers(session, port):
 
 
 def name_taken(name):
-    return WebserviceException(f"Service {name} with the same name already exists, please use a different service "
-                               f"name or delete the existing service.")
+    return WebserviceException(
+        f"Service {name} with the same name already exists, please use a different service "
+        f"name or delete the existing service."
+    )
 
 
 def copy_app(service, folder, inference_config):

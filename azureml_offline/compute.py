@@ -3,13 +3,18 @@
 It takes the SDK's real AmlCompute provisioning configuration and reports the SDK's real
 AmlComputeStatus, whose vmSize describes this machine (cores, memory, GPU).
 """
+
 import os
 import shutil
 import subprocess
 import warnings
 
-from azureml.core.compute.amlcompute import AmlComputeNodeStateCounts, AmlComputeProvisioningConfiguration, \
-    AmlComputeStatus, ScaleSettings
+from azureml.core.compute.amlcompute import (
+    AmlComputeNodeStateCounts,
+    AmlComputeProvisioningConfiguration,
+    AmlComputeStatus,
+    ScaleSettings,
+)
 from azureml.core.compute_target import AbstractComputeTarget
 from azureml.exceptions import ComputeTargetException
 
@@ -30,17 +35,23 @@ class ComputeTarget(AbstractComputeTarget):
     def create(workspace, name, provisioning_configuration):
         """Record the target (as Azure's create does, replacing one of the same name) and return it."""
         if not is_valid_compute_name(name):
-            raise ComputeTargetException(f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, "
-                                         "starting with a letter")
+            raise ComputeTargetException(
+                f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, starting with a letter"
+            )
         if not isinstance(provisioning_configuration, AmlComputeProvisioningConfiguration):
-            raise ComputeTargetException("Offline, ComputeTarget.create takes AmlCompute.provisioning_configuration(...), "
-                                         f"not {type(provisioning_configuration).__name__}")
+            raise ComputeTargetException(
+                "Offline, ComputeTarget.create takes AmlCompute.provisioning_configuration(...), "
+                f"not {type(provisioning_configuration).__name__}"
+            )
         provisioning_configuration.validate_configuration()
-        backend_of(workspace).create_compute(name, {
-            "vmSize": provisioning_configuration.vm_size,
-            "vmPriority": provisioning_configuration.vm_priority,
-            "scaleSettings": provisioning_configuration.scale_settings.serialize(),
-        })
+        backend_of(workspace).create_compute(
+            name,
+            {
+                "vmSize": provisioning_configuration.vm_size,
+                "vmPriority": provisioning_configuration.vm_priority,
+                "scaleSettings": provisioning_configuration.scale_settings.serialize(),
+            },
+        )
         return ComputeTarget(workspace, name)
 
     @staticmethod
@@ -54,26 +65,37 @@ class ComputeTarget(AbstractComputeTarget):
                 warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
         return targets
 
-    def wait_for_completion(self, show_output=False, min_node_count=None, timeout_in_minutes=25,
-                            is_delete_operation=False):
+    def wait_for_completion(
+        self, show_output=False, min_node_count=None, timeout_in_minutes=25, is_delete_operation=False
+    ):
         """Nothing is provisioned offline, so there is nothing to wait for (whatever the node count or timeout);
         show_output says what stands in for the requested VMs."""
         if show_output:
             scale = self._definition["scaleSettings"]
-            print(f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
-                  f"({scale['minNodeCount']} to {scale['maxNodeCount']} nodes); it runs on this machine: "
-                  f"{describe_machine()}.")
+            print(
+                f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
+                f"({scale['minNodeCount']} to {scale['maxNodeCount']} nodes); it runs on this machine: "
+                f"{describe_machine()}."
+            )
             print('Provisioning operation finished, operation "Succeeded"')
 
     def get_status(self):
         """The SDK's AmlComputeStatus for a one-node cluster that is this machine."""
         return AmlComputeStatus(
-            allocation_state="Steady", allocation_state_transition_time=None, creation_time=None,
-            current_node_count=1, errors=None, modified_time=None,
-            node_state_counts=AmlComputeNodeStateCounts(0, 0, 0, 0, 1, 0), provisioning_state="Succeeded",
+            allocation_state="Steady",
+            allocation_state_transition_time=None,
+            creation_time=None,
+            current_node_count=1,
+            errors=None,
+            modified_time=None,
+            node_state_counts=AmlComputeNodeStateCounts(0, 0, 0, 0, 1, 0),
+            provisioning_state="Succeeded",
             provisioning_state_transition_time=None,
-            scale_settings=ScaleSettings.deserialize(self._definition["scaleSettings"]), target_node_count=1,
-            vm_priority=self._definition["vmPriority"], vm_size=f"this machine (offline): {describe_machine()}")
+            scale_settings=ScaleSettings.deserialize(self._definition["scaleSettings"]),
+            target_node_count=1,
+            vm_priority=self._definition["vmPriority"],
+            vm_size=f"this machine (offline): {describe_machine()}",
+        )
 
     def delete(self):
         """Remove the target from the workspace folder; the runs made on it keep their records."""
@@ -85,7 +107,7 @@ class ComputeTarget(AbstractComputeTarget):
 
 def describe_machine():
     """E.g. '16 CPU cores, 62.8 GiB memory, GPU: NVIDIA H200'."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} CPU cores, {memory:.1f} GiB memory, {describe_gpus()}"
 
 
@@ -93,8 +115,9 @@ def describe_gpus():
     if not shutil.which("nvidia-smi"):
         return "no GPU"
     try:
-        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
     except subprocess.TimeoutExpired:
         return "no GPU (nvidia-smi did not answer)"
     if result.returncode != 0:  # e.g. a broken driver, whose error message is on stdout

@@ -4,6 +4,7 @@ run as what they configure, their entry script with their script_params.
 The estimator itself is the SDK's, unchanged: it has already turned script_params into the run configuration's
 arguments and named its compute target and image. Offline the image is not built; its name is reported.
 """
+
 import copy
 import sys
 
@@ -26,8 +27,10 @@ def script_run_config(estimator, **overrides):
     given to submit() change this run only, as in the SDK."""
     unexpected = set(overrides) - OVERRIDABLE
     if unexpected:
-        raise TrainingException(f"{sorted(unexpected)} parameters cannot be overridden. Allowed parameters are: "
-                                "script_params, inputs and source_directory_data_store.")
+        raise TrainingException(
+            f"{sorted(unexpected)} parameters cannot be overridden. Allowed parameters are: "
+            "script_params, inputs and source_directory_data_store."
+        )
     if any(value is not None for value in overrides.values()):
         estimator = copy.deepcopy(estimator)
         estimator._override_params(**overrides)

@@ -1,4 +1,5 @@
 """The offline stand-in for azureml.core.Experiment: submits a ScriptRunConfig, an estimator or a sweep to run here."""
+
 from azureml._base_sdk_common.common import check_valid_resource_name
 from azureml.exceptions import UserErrorException
 
@@ -44,16 +45,20 @@ class Experiment:
         if estimators.is_estimator(config):
             image = estimators.image(config)
             folder = backend.submit_run(self._name, estimators.script_run_config(config, **kwargs), tags)
-            print(f"Offline run {folder.run_id}: this Python runs {folder.definition()['runDefinition']['script']} "
-                  f"with the estimator's script_params; the image it names ({image}) is not built.")
+            print(
+                f"Offline run {folder.run_id}: this Python runs {folder.definition()['runDefinition']['script']} "
+                f"with the estimator's script_params; the image it names ({image}) is not built."
+            )
             return Run(self, folder.run_id)
         if kwargs:
             raise UserErrorException(f"Experiment.submit(ScriptRunConfig) takes no {sorted(kwargs)}")
         folder = backend.submit_run(self._name, config, tags)
         processes = folder.process_count()
         how = f"mpiexec runs {processes} processes of" if processes else "this Python runs"
-        print(f"Offline run {folder.run_id}: {how} {config.script}; environment "
-              f"{config.run_config.environment.name!r} (its conda file and Docker image) is not built.")
+        print(
+            f"Offline run {folder.run_id}: {how} {config.script}; environment "
+            f"{config.run_config.environment.name!r} (its conda file and Docker image) is not built."
+        )
         return Run(self, folder.run_id)
 
     def get_runs(self):

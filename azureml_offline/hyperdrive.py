@@ -4,6 +4,7 @@ The SDK's HyperDriveConfig, samplings and policies are taken as they are. submit
 SDK and the service do, records the parent run (the snapshot, the sweep's settings) and starts the sweep's
 driver (sweep.py), a process of its own like a run's runner, which runs the children.
 """
+
 import collections
 import json
 import uuid
@@ -13,10 +14,17 @@ from azureml._common._error_definition.azureml_error import AzureMLError
 from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 from azureml.train.hyperdrive import HyperDriveConfig, PrimaryMetricGoal
-from azureml.train.hyperdrive.error_definition import HyperDriveNotImplemented, InvalidComputeTarget, \
-    InvalidConfigSetting, InvalidType
-from azureml.train.hyperdrive.exceptions import HyperDriveConfigException, HyperDriveNotImplementedException, \
-    HyperDriveScenarioNotSupportedException
+from azureml.train.hyperdrive.error_definition import (
+    HyperDriveNotImplemented,
+    InvalidComputeTarget,
+    InvalidConfigSetting,
+    InvalidType,
+)
+from azureml.train.hyperdrive.exceptions import (
+    HyperDriveConfigException,
+    HyperDriveNotImplementedException,
+    HyperDriveScenarioNotSupportedException,
+)
 from azureml.train.hyperdrive.policy import _policy_from_dict
 from azureml.train.hyperdrive.run import HyperDriveRun as SdkHyperDriveRun
 from azureml.train.hyperdrive.runconfig import MAX_DURATION_MINUTES
@@ -47,16 +55,28 @@ def submit(experiment, config, tags):
         "max_concurrent_runs": min(config._max_concurrent_runs, config._max_total_runs),
         "max_duration_minutes": min(config._max_duration_minutes, MAX_DURATION_MINUTES),  # as the SDK warned
     }
-    backend_of(experiment).submit_sweep(experiment.name, run_id, script_config, settings, tags, properties={
-        "primary_metric_config": json.dumps(config._primary_metric_config),
-        "runTemplate": "HyperDrive",
-        "azureml.runsource": "hyperdrive",
-    })
+    backend_of(experiment).submit_sweep(
+        experiment.name,
+        run_id,
+        script_config,
+        settings,
+        tags,
+        properties={
+            "primary_metric_config": json.dumps(config._primary_metric_config),
+            "runTemplate": "HyperDrive",
+            "azureml.runsource": "hyperdrive",
+        },
+    )
     run = HyperDriveRun(experiment, run_id, config)
-    what = "the estimator's image" if config.estimator is not None else \
-        f"environment {script_config.run_config.environment.name!r}"
-    print(f"Offline sweep {run_id}: up to {settings['max_total_runs']} runs of {script_config.script}, "
-          f"{settings['max_concurrent_runs']} at a time on this machine; {what} is not built.")
+    what = (
+        "the estimator's image"
+        if config.estimator is not None
+        else f"environment {script_config.run_config.environment.name!r}"
+    )
+    print(
+        f"Offline sweep {run_id}: up to {settings['max_total_runs']} runs of {script_config.script}, "
+        f"{settings['max_concurrent_runs']} at a time on this machine; {what} is not built."
+    )
     return run
 
 
@@ -69,7 +89,8 @@ def script_run_config(config):
         return config.run_config
     script_config = estimators.script_run_config(config.estimator)
     script_config.run_config = HyperDriveConfig._remove_duplicate_arguments(
-        script_config.run_config, config._generator_config, True)
+        script_config.run_config, config._generator_config, True
+    )
     script_config.arguments = script_config.run_config.arguments
     return script_config
 
@@ -79,35 +100,54 @@ def check(config, script_config):
     target = script_config.run_config.target
     if target == "local":
         raise HyperDriveScenarioNotSupportedException._with_error(
-            AzureMLError.create(InvalidComputeTarget, target="compute_target"))
+            AzureMLError.create(InvalidComputeTarget, target="compute_target")
+        )
     if config._resume_from or config._resume_child_runs:
         raise UserErrorException("Offline sweeps do not resume earlier sweeps (resume_from, resume_child_runs)")
-    for name, value, most in (("max_total_runs", config._max_total_runs, MAX_TOTAL_RUNS),
-                              ("max_concurrent_runs", config._max_concurrent_runs, MAX_CONCURRENT_RUNS)):
+    for name, value, most in (
+        ("max_total_runs", config._max_total_runs, MAX_TOTAL_RUNS),
+        ("max_concurrent_runs", config._max_concurrent_runs, MAX_CONCURRENT_RUNS),
+    ):
         if not isinstance(value, int) or isinstance(value, bool):
             raise HyperDriveConfigException._with_error(
-                AzureMLError.create(InvalidType, exp="int", obj=name, actual=repr(value), target=name))
+                AzureMLError.create(InvalidType, exp="int", obj=name, actual=repr(value), target=name)
+            )
         if not 1 <= value <= most:
             raise HyperDriveConfigException._with_error(
-                AzureMLError.create(InvalidConfigSetting, obj=name, condition=f"a value between 1 and {most}",
-                                    target=name))
+                AzureMLError.create(
+                    InvalidConfigSetting, obj=name, condition=f"a value between 1 and {most}", target=name
+                )
+            )
     if not isinstance(config._max_duration_minutes, (int, float)) or config._max_duration_minutes <= 0:
         raise HyperDriveConfigException._with_error(
-            AzureMLError.create(InvalidConfigSetting, obj="max_duration_minutes", condition="a positive number",
-                                target="max_duration_minutes"))
+            AzureMLError.create(
+                InvalidConfigSetting,
+                obj="max_duration_minutes",
+                condition="a positive number",
+                target="max_duration_minutes",
+            )
+        )
     bandit = config._policy_config.get("properties") or {}
     if config._policy_config["name"] == "Bandit" and not (bandit.get("slack_factor") or bandit.get("slack_amount")):
         # BanditPolicy(slack_factor=0) passes the SDK's truthiness check but records neither slack.
         raise HyperDriveConfigException._with_error(
-            AzureMLError.create(InvalidConfigSetting, obj="Bandit termination policy",
-                                condition="exactly one of slack factor or slack amount to be set.",
-                                target="slack_factor, slack_amount"))
+            AzureMLError.create(
+                InvalidConfigSetting,
+                obj="Bandit termination policy",
+                condition="exactly one of slack factor or slack amount to be set.",
+                target="slack_factor, slack_amount",
+            )
+        )
     # The SDK's documentation of BayesianParameterSampling; its client does not check it, the service does.
     if config._generator_config["name"] == "BayesianOptimization" and config._policy_config["name"] != "Default":
         raise HyperDriveConfigException._with_error(
-            AzureMLError.create(InvalidConfigSetting, obj="Bayesian sampling",
-                                condition="no early termination policy (NoTerminationPolicy or None)",
-                                target="policy"))
+            AzureMLError.create(
+                InvalidConfigSetting,
+                obj="Bayesian sampling",
+                condition="no early termination policy (NoTerminationPolicy or None)",
+                target="policy",
+            )
+        )
 
 
 def open_run(experiment, run_id):
@@ -122,7 +162,8 @@ class HyperDriveRun(Run):
     def __init__(self, experiment, run_id, hyperdrive_config=None, **kwargs):
         if not isinstance(run_id, str):
             raise HyperDriveConfigException._with_error(
-                AzureMLError.create(InvalidType, exp="str", obj="run_id", actual=repr(run_id), target="run_id"))
+                AzureMLError.create(InvalidType, exp="str", obj="run_id", actual=repr(run_id), target="run_id")
+            )
         super().__init__(experiment, run_id)
         if self.type != SdkHyperDriveRun.RUN_TYPE:
             raise UserErrorException(f"Run {run_id} is not a HyperDrive run (a sweep's parent)")
@@ -137,9 +178,12 @@ class HyperDriveRun(Run):
                 hyperparameter_sampling=_sampling_from_dict(settings["generator_config"]),
                 primary_metric_name=settings["primary_metric_config"]["name"],
                 primary_metric_goal=PrimaryMetricGoal.from_str(settings["primary_metric_config"]["goal"]),
-                max_total_runs=settings["max_total_runs"], max_concurrent_runs=settings["max_concurrent_runs"],
+                max_total_runs=settings["max_total_runs"],
+                max_concurrent_runs=settings["max_concurrent_runs"],
                 max_duration_minutes=settings["max_duration_minutes"],
-                policy=_policy_from_dict(settings["policy_config"]), run_config=ScriptRunConfig("."))
+                policy=_policy_from_dict(settings["policy_config"]),
+                run_config=ScriptRunConfig("."),
+            )
         return self._hyperdrive_config
 
     # The SDK's methods, which use only the public Run API of this run and its children.
@@ -148,8 +192,7 @@ class HyperDriveRun(Run):
     _is_valid_childrun_tag = SdkHyperDriveRun._is_valid_childrun_tag
     _get_best_run_id_by_primary_metric = SdkHyperDriveRun._get_best_run_id_by_primary_metric
 
-    def get_best_run_by_primary_metric(self, include_failed=True, include_canceled=True,
-                                       include_resume_from_runs=True):
+    def get_best_run_by_primary_metric(self, include_failed=True, include_canceled=True, include_resume_from_runs=True):
         """The child with the best primary metric: the one the sweep recorded once it ended, else the best by
         the children's metrics so far. None if no child (of those included) logged it; a warning says why."""
         best = self._recorded_best(include_failed, include_canceled)
@@ -170,8 +213,9 @@ class HyperDriveRun(Run):
         if not last["final"] and self.get_status() in TERMINAL_STATES:
             return None
         best = Run(self.experiment, last["run_id"])
-        excluded = [status for status, included in (("Failed", include_failed), ("Canceled", include_canceled))
-                    if not included]
+        excluded = [
+            status for status, included in (("Failed", include_failed), ("Canceled", include_canceled)) if not included
+        ]
         return None if best.get_status() in excluded else best
 
     def _why_no_best(self, include_failed, include_canceled):
@@ -184,12 +228,16 @@ class HyperDriveRun(Run):
         statuses = collections.Counter(child.get_status() for child in children)
         counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
         if any(metric in each for each in metrics):
-            return (f"Every child of sweep {self.id} that logged the primary metric {metric!r} is excluded by "
-                    f"include_failed={include_failed}, include_canceled={include_canceled} ({counts}).")
-        return (f"No child run of sweep {self.id} logged the primary metric {metric!r} ({counts}), so there is no "
-                f"best run. The children logged: {', '.join(logged) or 'nothing'}. primary_metric_name must be "
-                "exactly the name the script passes to run.log(); a child that fails before logging it (see its "
-                "get_details()['error']) counts for nothing.")
+            return (
+                f"Every child of sweep {self.id} that logged the primary metric {metric!r} is excluded by "
+                f"include_failed={include_failed}, include_canceled={include_canceled} ({counts})."
+            )
+        return (
+            f"No child run of sweep {self.id} logged the primary metric {metric!r} ({counts}), so there is no "
+            f"best run. The children logged: {', '.join(logged) or 'nothing'}. primary_metric_name must be "
+            "exactly the name the script passes to run.log(); a child that fails before logging it (see its "
+            "get_details()['error']) counts for nothing."
+        )
 
     def get_metrics(self):
         """The metrics of each child run, by run id, as the SDK's HyperDriveRun.get_metrics() returns them."""
@@ -197,8 +245,10 @@ class HyperDriveRun(Run):
 
     def get_diagnostics(self):
         raise HyperDriveNotImplementedException._with_error(
-            AzureMLError.create(HyperDriveNotImplemented, feature="Get diagnostics"))
+            AzureMLError.create(HyperDriveNotImplemented, feature="Get diagnostics")
+        )
 
     def fail(self):
-        raise HyperDriveNotImplementedException._with_error(AzureMLError.create(HyperDriveNotImplemented,
-                                                                                feature="Fail"))
+        raise HyperDriveNotImplementedException._with_error(
+            AzureMLError.create(HyperDriveNotImplemented, feature="Fail")
+        )

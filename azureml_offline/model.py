@@ -3,6 +3,7 @@
 A version is filled in a staging folder and then renamed into place (Backend.register_model),
 so it appears whole or not at all, and two processes registering at once get distinct versions.
 """
+
 import os
 import shutil
 import warnings
@@ -33,11 +34,15 @@ class Model:
         versions = backend.model_versions(name)
         version = version if version is not None else (versions[-1] if versions else None)
         if version not in versions:
-            raise WebserviceException(f"ModelNotFound: Model with name {name}"
-                                      f"{'' if version is None else f', version {version}'} not found in workspace")
+            raise WebserviceException(
+                f"ModelNotFound: Model with name {name}"
+                f"{'' if version is None else f', version {version}'} not found in workspace"
+            )
         definition = backend.model(name, version)
         if definition is None:
-            raise WebserviceException(f"ModelNotFound: Model with name {name}, version {version} not found in workspace")
+            raise WebserviceException(
+                f"ModelNotFound: Model with name {name}, version {version} not found in workspace"
+            )
         self.workspace = workspace
         self.name = name
         self.version = version
@@ -52,13 +57,30 @@ class Model:
         self.experiment_name = definition.get("experimentName")
 
     @staticmethod
-    def register(workspace, model_path, model_name, tags=None, properties=None, description=None, *,
-                 model_framework=None, model_framework_version=None):
+    def register(
+        workspace,
+        model_path,
+        model_name,
+        tags=None,
+        properties=None,
+        description=None,
+        *,
+        model_framework=None,
+        model_framework_version=None,
+    ):
         """Register the local file or folder model_path as the next version of model_name."""
         if not isinstance(model_path, (str, os.PathLike)) or not os.path.exists(model_path):
             raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found')
-        return register_version(workspace, Path(model_path), model_name, tags, properties, description,
-                                model_framework, model_framework_version)
+        return register_version(
+            workspace,
+            Path(model_path),
+            model_name,
+            tags,
+            properties,
+            description,
+            model_framework,
+            model_framework_version,
+        )
 
     @staticmethod
     def list(workspace, name=None, *, latest=False):
@@ -77,12 +99,21 @@ class Model:
         return models
 
     @staticmethod
-    def deploy(workspace, name, models, inference_config=None, deployment_config=None, deployment_target=None,
-               overwrite=False, show_output=False):
+    def deploy(
+        workspace,
+        name,
+        models,
+        inference_config=None,
+        deployment_config=None,
+        deployment_target=None,
+        overwrite=False,
+        show_output=False,
+    ):
         """Run inference_config's entry script with `models` as a web service on this machine (webservice.py)."""
         if deployment_target is not None:
             raise WebserviceException("Offline, services deploy to this machine: deployment_target must be None")
         from .webservice import deploy
+
         return deploy(workspace, name, models, inference_config, deployment_config, overwrite)
 
     @staticmethod
@@ -121,16 +152,35 @@ class Model:
         return str(target)
 
     def __repr__(self):
-        return (f"Model(workspace={self.workspace!r}, name={self.name}, id={self.id}, version={self.version}, "
-                f"tags={self.tags}, properties={self.properties})")
+        return (
+            f"Model(workspace={self.workspace!r}, name={self.name}, id={self.id}, version={self.version}, "
+            f"tags={self.tags}, properties={self.properties})"
+        )
 
 
-def register_version(workspace, source, model_name, tags, properties, description, model_framework=None,
-                     model_framework_version=None, run=None):
+def register_version(
+    workspace,
+    source,
+    model_name,
+    tags,
+    properties,
+    description,
+    model_framework=None,
+    model_framework_version=None,
+    run=None,
+):
     """Copy the file or folder `source` into a new version of model_name (of `run`, if given); its Model."""
     version = backend_of(workspace).register_model(
-        model_name, source, tags, properties, description, model_framework, model_framework_version,
-        run_id=run.id if run else None, experiment=run.experiment.name if run else None)
+        model_name,
+        source,
+        tags,
+        properties,
+        description,
+        model_framework,
+        model_framework_version,
+        run_id=run.id if run else None,
+        experiment=run.experiment.name if run else None,
+    )
     return Model(workspace, model_name, version=version)
 
 

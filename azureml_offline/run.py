@@ -4,6 +4,7 @@ Its folder (state.layout.RunFolder, found through the workspace's Backend) holds
 that the runner writes, the metrics and tags that the script and the notebook append, the snapshot the script runs
 in, and the run's files.
 """
+
 import json
 import os
 import shutil
@@ -14,8 +15,12 @@ from pathlib import Path
 from types import GeneratorType
 
 from azureml.core.run import Run as SdkRun
-from azureml.exceptions import ActivityFailedException, ExperimentExecutionException, UserErrorException, \
-    WebserviceException
+from azureml.exceptions import (
+    ActivityFailedException,
+    ExperimentExecutionException,
+    UserErrorException,
+    WebserviceException,
+)
 
 from . import model
 from .backend import backend_of
@@ -66,8 +71,7 @@ class Run:
         parent_id = self._folder.definition().get("parentRunId")
         return None if parent_id is None else Run(self._experiment, parent_id)
 
-    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
-                     _rehydrate_runs=True):
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None, _rehydrate_runs=True):
         """A generator of this run's child runs (and theirs, if recursive), oldest first; with `status`, those in
         that status; with `tags`, a tag name or {name: value}, those tagged so."""
         if properties is not None or type is not None:
@@ -97,21 +101,31 @@ class Run:
         status = self._backend.reconcile_status(self._folder)
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
-        details.update({"properties": self.get_properties(), "inputDatasets": [], "outputDatasets": [],
-                        "runDefinition": submitted["runDefinition"],
-                        "logFiles": {name: name for name in self._log_names()}})
+        details.update(
+            {
+                "properties": self.get_properties(),
+                "inputDatasets": [],
+                "outputDatasets": [],
+                "runDefinition": submitted["runDefinition"],
+                "logFiles": {name: name for name in self._log_names()},
+            }
+        )
         return details
 
     def _log_names(self):
         """The run's logs, the one that show_output streams last (RunDetails shows the last one's tail)."""
         streamed = self._folder.main_log().relative_to(self._folder.files).as_posix()
-        return sorted((name for name in self.get_file_names() if name.startswith(("logs/", "azureml-logs/"))),
-                      key=lambda name: name == streamed)
+        return sorted(
+            (name for name in self.get_file_names() if name.startswith(("logs/", "azureml-logs/"))),
+            key=lambda name: name == streamed,
+        )
 
     def get_details_with_logs(self):
         """get_details(), with each log's text in logFiles."""
         details = self.get_details()
-        details["logFiles"] = {name: self._folder.file(name).read_text(errors="replace") for name in details["logFiles"]}
+        details["logFiles"] = {
+            name: self._folder.file(name).read_text(errors="replace") for name in details["logFiles"]
+        }
         return details
 
     def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True):
@@ -124,7 +138,8 @@ class Run:
         except KeyboardInterrupt:
             raise ExperimentExecutionException(
                 "The output streaming for the run interrupted.\nBut the run is still executing on the compute "
-                "target. \nCall run.cancel() to stop it.") from None
+                "target. \nCall run.cancel() to stop it."
+            ) from None
         details = self.get_details()
         if show_output:
             print(f"\nExecution Summary\n=================\nRunId: {self._id}\nStatus: {status}\n")
@@ -136,8 +151,10 @@ class Run:
         """Poll until a terminal status, writing the log's new lines to `out` (if any); return the status."""
         if out:
             log = self._folder.main_log().relative_to(self._folder.files).as_posix()
-            out.write(f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
-                      f"Streaming {log}\n{'=' * (len(log) + 10)}\n\n")
+            out.write(
+                f"RunId: {self._id}\nWeb View: none, this is an offline run\n\n"
+                f"Streaming {log}\n{'=' * (len(log) + 10)}\n\n"
+            )
         printed = 0
         while True:
             status = self.get_status()  # before reading the log, so the last pass reads all of it
@@ -156,7 +173,7 @@ class Run:
         except FileNotFoundError:
             return start
         if not whole:
-            text = text[:text.rfind(b"\n") + 1]
+            text = text[: text.rfind(b"\n") + 1]
         out.write(text.decode(errors="replace"))
         out.flush()
         return start + len(text)
@@ -194,8 +211,9 @@ class Run:
                 values.setdefault(record["name"], []).extend(record.get("values", [record.get("value")]))
         metrics = {key: value[0] if len(value) == 1 else value for key, value in values.items()}
         for key, table in rows.items():
-            metrics[key] = table[0] if len(table) == 1 else {column: [row.get(column) for row in table]
-                                                             for column in table[0]}
+            metrics[key] = (
+                table[0] if len(table) == 1 else {column: [row.get(column) for row in table] for column in table[0]}
+            )
         return {key: value for key, value in metrics.items() if name in (None, key)}
 
     def tag(self, key, value=None):
@@ -258,26 +276,46 @@ class Run:
         output_directory = Path(output_directory or ".")
         for name in self.get_file_names():
             if name.startswith(prefix or ""):
-                relative = name if append_prefix else name[len(prefix or ""):].lstrip("/")
+                relative = name if append_prefix else name[len(prefix or "") :].lstrip("/")
                 copy_out(self._folder.file(name), files.inside(output_directory, relative))
 
-    def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
-                       model_framework_version=None, description=None):
+    def register_model(
+        self,
+        model_name,
+        model_path=None,
+        tags=None,
+        properties=None,
+        model_framework=None,
+        model_framework_version=None,
+        description=None,
+    ):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
         names = self.get_file_names()
         if not isinstance(model_path, str) or (
-                model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names)):
-            raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found among the '
-                                      f"run's files: {names}")
-        return model.register_version(self._experiment.workspace, self._folder.file(model_path), model_name, tags,
-                                      properties, description, model_framework, model_framework_version, run=self)
+            model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names)
+        ):
+            raise WebserviceException(
+                f'Error, provided model path "{model_path}" cannot be found among the run\'s files: {names}'
+            )
+        return model.register_version(
+            self._experiment.workspace,
+            self._folder.file(model_path),
+            model_name,
+            tags,
+            properties,
+            description,
+            model_framework,
+            model_framework_version,
+            run=self,
+        )
 
     def complete(self):
         """Offline the runner marks the run Completed when its script exits; a script's own call changes nothing."""
 
     def __repr__(self):
-        return (f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: offline,\n"
-                f"Status: {self.get_status()})")
+        return (
+            f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: offline,\nStatus: {self.get_status()})"
+        )
 
 
 def metric_name(name):

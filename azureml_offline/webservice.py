@@ -6,6 +6,7 @@ found again by Webservice(ws, name) from any process, and stops on delete() or o
 (engine/server_hooks.py). These classes translate the SDK's calls into the workspace's Backend, which deploys,
 updates, reconciles (the state is read from the server, never stored) and deletes services.
 """
+
 import json
 import sys
 import time
@@ -33,28 +34,39 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     elif isinstance(deployment_config, LocalWebserviceDeploymentConfiguration):
         kind = LOCAL
     else:
-        raise WebserviceException(f"Offline, services deploy with AciWebservice.deploy_configuration() or "
-                                  f"LocalWebservice.deploy_configuration(), not {type(deployment_config).__name__}")
+        raise WebserviceException(
+            f"Offline, services deploy with AciWebservice.deploy_configuration() or "
+            f"LocalWebservice.deploy_configuration(), not {type(deployment_config).__name__}"
+        )
     if inference_config is None:
-        raise WebserviceException("Offline deployment needs an InferenceConfig with an entry script "
-                                  "(deploying a model without one needs Azure)")
+        raise WebserviceException(
+            "Offline deployment needs an InferenceConfig with an entry script "
+            "(deploying a model without one needs Azure)"
+        )
     deployment_config.validate_configuration()
-    settings = {"description": getattr(deployment_config, "description", None),
-                "tags": dict(getattr(deployment_config, "tags", None) or {}),
-                "properties": dict(getattr(deployment_config, "properties", None) or {}),
-                "configuration": {"cpuCores": getattr(deployment_config, "cpu_cores", None),
-                                  "memoryGb": getattr(deployment_config, "memory_gb", None),
-                                  "port": getattr(deployment_config, "port", None)}}
+    settings = {
+        "description": getattr(deployment_config, "description", None),
+        "tags": dict(getattr(deployment_config, "tags", None) or {}),
+        "properties": dict(getattr(deployment_config, "properties", None) or {}),
+        "configuration": {
+            "cpuCores": getattr(deployment_config, "cpu_cores", None),
+            "memoryGb": getattr(deployment_config, "memory_gb", None),
+            "port": getattr(deployment_config, "port", None),
+        },
+    }
     auth = kind == ACI and bool(deployment_config.auth_enabled)
     backend_of(workspace).deploy_service(name, kind, settings, models, inference_config, auth, overwrite)
     service = Webservice(workspace, name)
     environment = inference_config.environment
-    print(f"Offline service {name}: azmlinfsrv runs {service._definition['entryScript']} in this Python on "
-          f"{service._host}" + (f"; environment '{environment.name}' is not built." if environment else "."))
+    print(
+        f"Offline service {name}: azmlinfsrv runs {service._definition['entryScript']} in this Python on "
+        f"{service._host}" + (f"; environment '{environment.name}' is not built." if environment else ".")
+    )
     return service
 
 
 # --- the SDK's classes -------------------------------------------------------------------------------------------
+
 
 class Webservice:
     """A deployed offline service; Webservice(ws, name) returns the AciWebservice or LocalWebservice."""
@@ -64,8 +76,9 @@ class Webservice:
     def __new__(cls, workspace, name):
         definition = backend_of(workspace).service_definition(name)
         if definition is None:
-            raise WebserviceException(f"WebserviceNotFound: Webservice with name {name} not found in provided "
-                                      f"workspace")
+            raise WebserviceException(
+                f"WebserviceNotFound: Webservice with name {name} not found in provided workspace"
+            )
         child = {ACI: AciWebservice, LOCAL: LocalWebservice}[definition["computeType"]]
         service = super().__new__(child)
         service._initialize(workspace, definition)
@@ -112,16 +125,19 @@ class Webservice:
 
     def _wait(self, show_output, timeout_sec):
         if show_output:
-            print(f"Offline: azmlinfsrv starts {self._definition['entryScript']} on this machine; get_logs() shows "
-                  f"its output.")
+            print(
+                f"Offline: azmlinfsrv starts {self._definition['entryScript']} on this machine; get_logs() shows "
+                f"its output."
+            )
             sys.stdout.write("Running")
             sys.stdout.flush()
         start = last_dot = time.monotonic()
         self.update_deployment_state()
         while self._state in ("Transitioning", "Unhealthy"):
             if timeout_sec and time.monotonic() - start >= float(timeout_sec):
-                raise WebserviceException(f"Deployment polling exceeded timeout override of {timeout_sec}s. Current "
-                                          f"status: {self.state}")
+                raise WebserviceException(
+                    f"Deployment polling exceeded timeout override of {timeout_sec}s. Current status: {self.state}"
+                )
             time.sleep(POLL_SECONDS)
             if show_output and time.monotonic() - last_dot >= 5:  # the SDK prints a dot per 5-second poll
                 sys.stdout.write(".")
@@ -131,9 +147,11 @@ class Webservice:
         if show_output:
             print("\nSucceeded" if self._state == "Healthy" else "\nFailed")
         if self._state != "Healthy":
-            raise WebserviceException(f"Service deployment polling reached non-successful terminal state, current "
-                                      f"service state: {self.state}\nOperation ID: offline\nMore information can be "
-                                      f"found using '.get_logs()'\nError:\n{json.dumps(self.error, indent=2)}")
+            raise WebserviceException(
+                f"Service deployment polling reached non-successful terminal state, current "
+                f"service state: {self.state}\nOperation ID: offline\nMore information can be "
+                f"found using '.get_logs()'\nError:\n{json.dumps(self.error, indent=2)}"
+            )
 
     def get_logs(self, num_lines=5000, init=False):
         lines = self._backend.service_log(self.name, init).splitlines(keepends=True)
@@ -148,16 +166,18 @@ class Webservice:
             raise WebserviceException("Error, must specify which key with be regenerated: Primary, Secondary")
         key = key.capitalize()
         if key not in ("Primary", "Secondary"):
-            raise WebserviceException(f"Error, invalid value provided for key: {key}.\n"
-                                      f"Valid options are: Primary, Secondary")
+            raise WebserviceException(
+                f"Error, invalid value provided for key: {key}.\nValid options are: Primary, Secondary"
+            )
         self._keys()  # the errors of a service without keys
         self._backend.regenerate_key(self.name, f"{key.lower()}Key", set_key)
 
     def _keys(self):
         keys = self._backend.service_keys(self.name)
         if keys is None:
-            raise WebserviceException(f"WebserviceNotFound: Webservice with name {self.name} not found in provided "
-                                      f"workspace")
+            raise WebserviceException(
+                f"WebserviceNotFound: Webservice with name {self.name} not found in provided workspace"
+            )
         if not keys["authEnabled"]:
             raise WebserviceException(f"Service {self.name} has key authentication disabled: it has no keys to use")
         return keys
@@ -165,9 +185,11 @@ class Webservice:
     def _post(self, input_data):
         """POST input_data verbatim to /score, with the key when auth is on (the SDK's run())."""
         if not self.scoring_uri:
-            raise WebserviceException(f"Error attempting to call webservice, scoring_uri unavailable. This could be "
-                                      f"due to a failed deployment, or the service is not ready yet.\n"
-                                      f"Current State: {self.state}\nErrors: {self.error}")
+            raise WebserviceException(
+                f"Error attempting to call webservice, scoring_uri unavailable. This could be "
+                f"due to a failed deployment, or the service is not ready yet.\n"
+                f"Current State: {self.state}\nErrors: {self.error}"
+            )
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.auth_enabled:
             headers["Authorization"] = f"Bearer {self.get_keys()[0]}"
@@ -180,17 +202,19 @@ class Webservice:
             return
         self.state = "Deleting"
 
-    def _update(self, tags=None, properties=None, description=None, auth_enabled=None, models=None,
-                inference_config=None):
+    def _update(
+        self, tags=None, properties=None, description=None, auth_enabled=None, models=None, inference_config=None
+    ):
         """Apply an update; new models or a new inference config restart the server (wait_for_deployment)."""
-        self._backend.update_service(self.name, tags, properties, description, auth_enabled, models,
-                                     inference_config)
+        self._backend.update_service(self.name, tags, properties, description, auth_enabled, models, inference_config)
         self._initialize(self.workspace, self._backend.service_definition(self.name))
 
     def __repr__(self):
-        return (f"{type(self).__name__}(workspace={self.workspace!r}, name={self.name}, image_id=None, "
-                f"image_digest=None, compute_type={self.compute_type}, state={self.state}, "
-                f"scoring_uri={self.scoring_uri}, tags={self.tags}, properties={self.properties}, created_by=None)")
+        return (
+            f"{type(self).__name__}(workspace={self.workspace!r}, name={self.name}, image_id=None, "
+            f"image_digest=None, compute_type={self.compute_type}, state={self.state}, "
+            f"scoring_uri={self.scoring_uri}, tags={self.tags}, properties={self.properties}, created_by=None)"
+        )
 
 
 class AciWebservice(Webservice):
@@ -210,16 +234,35 @@ class AciWebservice(Webservice):
             response = self._post(input_data)
         if response.status_code == 200:
             return response.json()
-        raise WebserviceException(f"Received bad response from service. More information can be found by calling "
-                                  f"`.get_logs()` on the webservice object.\nResponse Code: {response.status_code}\n"
-                                  f"Headers: {response.headers}\nContent: {response.content}")
+        raise WebserviceException(
+            f"Received bad response from service. More information can be found by calling "
+            f"`.get_logs()` on the webservice object.\nResponse Code: {response.status_code}\n"
+            f"Headers: {response.headers}\nContent: {response.content}"
+        )
 
-    def update(self, image=None, tags=None, properties=None, description=None, auth_enabled=None, ssl_enabled=None,
-               ssl_cert_pem_file=None, ssl_key_pem_file=None, ssl_cname=None, enable_app_insights=None, models=None,
-               inference_config=None):
-        azure_only = {"image": image, "ssl_enabled": ssl_enabled, "ssl_cert_pem_file": ssl_cert_pem_file,
-                      "ssl_key_pem_file": ssl_key_pem_file, "ssl_cname": ssl_cname,
-                      "enable_app_insights": enable_app_insights}
+    def update(
+        self,
+        image=None,
+        tags=None,
+        properties=None,
+        description=None,
+        auth_enabled=None,
+        ssl_enabled=None,
+        ssl_cert_pem_file=None,
+        ssl_key_pem_file=None,
+        ssl_cname=None,
+        enable_app_insights=None,
+        models=None,
+        inference_config=None,
+    ):
+        azure_only = {
+            "image": image,
+            "ssl_enabled": ssl_enabled,
+            "ssl_cert_pem_file": ssl_cert_pem_file,
+            "ssl_key_pem_file": ssl_key_pem_file,
+            "ssl_cname": ssl_cname,
+            "enable_app_insights": enable_app_insights,
+        }
         given = [name for name, value in azure_only.items() if value]
         if given:
             raise WebserviceException(f"Offline services cannot update {', '.join(given)}: that needs Azure")
@@ -231,8 +274,13 @@ class LocalWebservice(Webservice):
 
     _webservice_type = LOCAL
     deploy_configuration = staticmethod(SdkLocalWebservice.deploy_configuration)
-    _STATES = {"Transitioning": "deploying", "Healthy": "running", "Unhealthy": "unknown", "Failed": "failed",
-              "Deleted": "deleted"}
+    _STATES = {
+        "Transitioning": "deploying",
+        "Healthy": "running",
+        "Unhealthy": "unknown",
+        "Failed": "failed",
+        "Deleted": "deleted",
+    }
 
     def _set_state(self, state):
         self._state = state
@@ -270,8 +318,9 @@ class LocalWebservice(Webservice):
         response = self._post(input_data)
         if response.status_code == 200:
             return response.json()
-        raise WebserviceException(f"Error: Scoring was unsuccessful.\nResponse Code: {response.status_code}\n"
-                                  f"Content: {response.content}")
+        raise WebserviceException(
+            f"Error: Scoring was unsuccessful.\nResponse Code: {response.status_code}\nContent: {response.content}"
+        )
 
     def update(self, models=None, image_config=None, deployment_config=None, wait=False, inference_config=None):
         if image_config is not None or deployment_config is not None:

@@ -9,6 +9,7 @@ get_hyperparameters), so it shows an Azure run as well as an offline one: in Jup
 where azureml-widgets' own RunDetails does not render, it is the live view for Azure runs too. Front ends
 without widgets get a line that names the run (outside IPython, its status and metrics are printed).
 """
+
 import html
 import io
 import json
@@ -57,11 +58,19 @@ class RunDetails:
         if render_lib is not None:
             render_lib(f"{self.header.value}{self.metrics_html.value}<pre>{html.escape(self.log.value)}</pre>")
         elif InteractiveShell.initialized():
-            display({"application/vnd.jupyter.widget-view+json": {
-                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id},
-                # Plain text cannot update: name the run rather than a status that is stale at once.
-                "text/plain": f"Live view of {'sweep' if self._is_sweep else 'run'} {self._run.id} (needs a front "
-                              "end with widgets; run.wait_for_completion(show_output=True) streams its log)"}, raw=True)
+            display(
+                {
+                    "application/vnd.jupyter.widget-view+json": {
+                        "version_major": 2,
+                        "version_minor": 0,
+                        "model_id": self.widget.model_id,
+                    },
+                    # Plain text cannot update: name the run rather than a status that is stale at once.
+                    "text/plain": f"Live view of {'sweep' if self._is_sweep else 'run'} {self._run.id} (needs a front "
+                    "end with widgets; run.wait_for_completion(show_output=True) streams its log)",
+                },
+                raw=True,
+            )
         else:
             print(self._text(state))
         if state["status"] not in TERMINAL_STATES:
@@ -87,9 +96,16 @@ class RunDetails:
         for child in self._run.get_children():
             values = metric_values(child.get_metrics(primary["name"]).get(primary["name"]))
             best = best_of(values, primary["goal"] == "maximize")
-            children.append({"run_id": child.id, "status": child.get_status(),
-                             "hyperparameters": json.loads(hyperparameters.get(child.id, "{}")),
-                             "values": values, "latest": values[-1] if values else None, "best": best})
+            children.append(
+                {
+                    "run_id": child.id,
+                    "status": child.get_status(),
+                    "hyperparameters": json.loads(hyperparameters.get(child.id, "{}")),
+                    "values": values,
+                    "latest": values[-1] if values else None,
+                    "best": best,
+                }
+            )
         return {"primary_metric": primary, "children": children}
 
     def _poll(self):
@@ -104,19 +120,26 @@ class RunDetails:
                 return
 
     def _render(self, state):
-        self.header.value = (f"<b>{'Sweep' if self._is_sweep else 'Run'}</b> {html.escape(state['run_id'])} &nbsp; "
-                              f"<b>Status</b> {html.escape(state['status'])}")
+        self.header.value = (
+            f"<b>{'Sweep' if self._is_sweep else 'Run'}</b> {html.escape(state['run_id'])} &nbsp; "
+            f"<b>Status</b> {html.escape(state['status'])}"
+        )
         if self._is_sweep:
             self.metrics_html.value = children_table(state)
             name = state["primary_metric"]["name"]
             series = {child["run_id"].rpartition("_")[2]: child["values"] for child in state["children"]}
             self._draw({name: series}, legend_title="child")
         else:
-            rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(latest_text(value))}</td></tr>"
-                           for name, value in state["metrics"].items())
+            rows = "".join(
+                f"<tr><td>{html.escape(name)}</td><td>{html.escape(latest_text(value))}</td></tr>"
+                for name, value in state["metrics"].items()
+            )
             self.metrics_html.value = f"<table><tr><th>Metric</th><th>Latest</th></tr>{rows}</table>" if rows else ""
-            curves = {name: {"": metric_values(value)} for name, value in state["metrics"].items()
-                      if isinstance(value, list) and len(metric_values(value)) > 1}
+            curves = {
+                name: {"": metric_values(value)}
+                for name, value in state["metrics"].items()
+                if isinstance(value, list) and len(metric_values(value)) > 1
+            }
             self._draw(dict(list(curves.items())[:MAX_CHARTED_METRICS]))
         self.log.value = state["log_tail"]
 
@@ -125,15 +148,20 @@ class RunDetails:
         if charts == self.charted:
             return
         self.charted = charts
-        self.chart.value = chart_png(charts, legend_title) if charts and any(
-            values for series in charts.values() for values in series.values()) else b""
+        self.chart.value = (
+            chart_png(charts, legend_title)
+            if charts and any(values for series in charts.values() for values in series.values())
+            else b""
+        )
         self.chart.width = str(CHART_WIDTH_PIXELS * len(charts))  # its own size: front ends may stretch it
         self.chart.layout.display = None if self.chart.value else "none"
 
     def _text(self, state):
         if self._is_sweep:
-            lines = [f"  {child['run_id']}: {child['status']}, best {number_text(child['best'])}"
-                     for child in state["children"]]
+            lines = [
+                f"  {child['run_id']}: {child['status']}, best {number_text(child['best'])}"
+                for child in state["children"]
+            ]
             return f"Sweep {state['run_id']}: {state['status']}" + "".join(f"\n{line}" for line in lines)
         metrics = "".join(f"\n  {name}: {latest_text(value)}" for name, value in state["metrics"].items())
         return f"Run {state['run_id']}: {state['status']}{metrics}"
@@ -143,13 +171,25 @@ def children_table(state):
     """The sweep's children as an HTML table, in the order they were started."""
     names = list(dict.fromkeys(name for child in state["children"] for name in child["hyperparameters"]))
     metric = html.escape(state["primary_metric"]["name"])
-    head = "".join(f"<th>{html.escape(name)}</th>" for name in ["Child", "Status", *names]) + \
-        f"<th>{metric} (latest)</th><th>{metric} (best)</th>"
+    head = (
+        "".join(f"<th>{html.escape(name)}</th>" for name in ["Child", "Status", *names])
+        + f"<th>{metric} (latest)</th><th>{metric} (best)</th>"
+    )
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(number_text(cell))}</td>" for cell in [
-            child["run_id"].rpartition("_")[2], child["status"],
-            *(child["hyperparameters"].get(name, "") for name in names), child["latest"], child["best"]]) + "</tr>"
-        for child in state["children"])
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(number_text(cell))}</td>"
+            for cell in [
+                child["run_id"].rpartition("_")[2],
+                child["status"],
+                *(child["hyperparameters"].get(name, "") for name in names),
+                child["latest"],
+                child["best"],
+            ]
+        )
+        + "</tr>"
+        for child in state["children"]
+    )
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 

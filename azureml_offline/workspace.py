@@ -2,6 +2,7 @@
 
 Its name, location and ids all say "offline", so no printout can be mistaken for Azure.
 """
+
 from azureml.exceptions import UserErrorException
 
 from .backend import Backend, open_backend
@@ -20,7 +21,8 @@ class Workspace:
         # The ids name an Azure workspace; offline there is one workspace, kept in state.layout.workspace_dir().
         if workspace_name != NAME:
             raise UserErrorException(
-                f"No offline workspace named {workspace_name!r}: the offline workspace is {NAME!r}")
+                f"No offline workspace named {workspace_name!r}: the offline workspace is {NAME!r}"
+            )
         # Offline only (an attribute, not an SDK member): the Backend that holds the workspace's state and rules.
         self.backend = open_backend()
 
@@ -60,6 +62,7 @@ class Workspace:
     @property
     def webservices(self):
         from .webservice import Webservice
+
         return {name: Webservice(self, name) for name in self.backend.service_names()}
 
     def __eq__(self, other):

@@ -10,6 +10,7 @@ environment. Prints the host's CPU, OpenBLAS's kernels and the load average befo
 
 PyTorch is an optional dependency: `make benchmark` installs it (see pyproject.toml's "bench").
 """
+
 import argparse
 import ctypes
 import os
@@ -29,8 +30,15 @@ import chainer_mnist  # noqa: E402
 from azureml_offline.engine.processes import THREAD_VARIABLES  # noqa: E402
 
 CONTENDERS = {
-    "chainer_mnist.py": lambda settings, out: [str(REPO / "chainer_mnist.py"), *settings, "--device", "-1",
-                                               "--no-resume", "--output_dir", out],
+    "chainer_mnist.py": lambda settings, out: [
+        str(REPO / "chainer_mnist.py"),
+        *settings,
+        "--device",
+        "-1",
+        "--no-resume",
+        "--output_dir",
+        out,
+    ],
     "PyTorch": lambda settings, out: [str(REPO / "benchmarks" / "pytorch_mnist.py"), *settings],
 }
 
@@ -97,8 +105,12 @@ def main():
     parser.add_argument("--batchsize", type=int, default=128)
     parser.add_argument("--unit", type=int, default=1000)
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR") or str(REPO.parent / "shared/data/mnist"))
-    parser.add_argument("--threads", type=int, help="threads of each contender (default: all cores); on a busy "
-                        "machine, 1 keeps either from waiting for a thread that the other processes hold")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads of each contender (default: all cores); on a busy "
+        "machine, 1 keeps either from waiting for a thread that the other processes hold",
+    )
     parser.add_argument("--gemm-only", action="store_true", help=argparse.SUPPRESS)  # The child process.
     args = parser.parse_args()
     if args.gemm_only:
@@ -108,12 +120,22 @@ def main():
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is a warm-up")
 
-    print(f"Host: {os.cpu_count()} cores of {cpu_name()}; NumPy's OpenBLAS kernels: "
-          f"{openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
+    print(
+        f"Host: {os.cpu_count()} cores of {cpu_name()}; NumPy's OpenBLAS kernels: "
+        f"{openblas_in_use()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})"
+    )
     print(f"Load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     env = None if args.threads is None else dict(os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES})
-    settings = ["--epochs", str(args.epochs), "--batchsize", str(args.batchsize), "--unit", str(args.unit),
-                "--data-dir", args.data_dir]
+    settings = [
+        "--epochs",
+        str(args.epochs),
+        "--batchsize",
+        str(args.batchsize),
+        "--unit",
+        str(args.unit),
+        "--data-dir",
+        args.data_dir,
+    ]
     medians = {name: [] for name in CONTENDERS}
     with tempfile.TemporaryDirectory() as out:
         for round_ in range(args.rounds):
@@ -121,22 +143,32 @@ def main():
             for name in names:
                 seconds = epoch_seconds(CONTENDERS[name](settings, out), env)
                 medians[name].append(statistics.median(seconds[1:]))
-                print(f"round {round_ + 1} {name:17} s/epoch after the warm-up: "
-                      f"{' '.join(f'{s:.2f}' for s in seconds[1:])}", flush=True)
-    gemm = subprocess.run([sys.executable, __file__, "--gemm-only", *settings[2:]], capture_output=True, text=True,
-                          check=True, env=env).stdout.split()
+                print(
+                    f"round {round_ + 1} {name:17} s/epoch after the warm-up: "
+                    f"{' '.join(f'{s:.2f}' for s in seconds[1:])}",
+                    flush=True,
+                )
+    gemm = subprocess.run(
+        [sys.executable, __file__, "--gemm-only", *settings[2:]], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
     print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     ratios = [ours / theirs for ours, theirs in zip(medians["chainer_mnist.py"], medians["PyTorch"])]
-    print(f"\nMNIST, {args.unit} units, batch {args.batchsize}, CPU, {args.threads or 'all'} thread(s); "
-          f"median s/epoch of each run after a warm-up epoch")
+    print(
+        f"\nMNIST, {args.unit} units, batch {args.batchsize}, CPU, {args.threads or 'all'} thread(s); "
+        f"median s/epoch of each run after a warm-up epoch"
+    )
     for name, values in medians.items():
         print(f"{name:17} {statistics.median(values):6.2f} s/epoch  (runs: {' '.join(f'{v:.2f}' for v in values)})")
-    print(f"{'GEMM limit':17} {float(gemm[0]):6.2f} s/epoch  (the epoch's matrix products alone, "
-          f"{float(gemm[1]):.0f} GFLOP/s)")
+    print(
+        f"{'GEMM limit':17} {float(gemm[0]):6.2f} s/epoch  (the epoch's matrix products alone, "
+        f"{float(gemm[1]):.0f} GFLOP/s)"
+    )
     ratio = statistics.median(ratios)
-    print(f"chainer_mnist.py / PyTorch: {ratio:.2f} (runs: {' '.join(f'{r:.2f}' for r in ratios)}); "
-          f"target <= 0.95: {'met' if ratio <= 0.95 else 'NOT met'}")
+    print(
+        f"chainer_mnist.py / PyTorch: {ratio:.2f} (runs: {' '.join(f'{r:.2f}' for r in ratios)}); "
+        f"target <= 0.95: {'met' if ratio <= 0.95 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

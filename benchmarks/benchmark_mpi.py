@@ -7,6 +7,7 @@ Goals (issue 11): 2 ranks <= 1.2 x the seconds per epoch of one process, accurac
 
     python benchmarks/benchmark_mpi.py [--epochs 3] [--data-dir DIR] [--repeat 2]
 """
+
 import argparse
 import json
 import os
@@ -49,22 +50,41 @@ def epoch_seconds(text):
 
 def one_process(args, out, threads=2):
     env = dict(os.environ, **{name: str(threads) for name in mpi.THREAD_VARIABLES})
-    result = subprocess.run([sys.executable, str(REPO / "chainer_mnist.py"), *script_args(args, out)], env=env,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "chainer_mnist.py"), *script_args(args, out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return epoch_seconds(result.stdout), json.loads((out / "model.json").read_text())["test_accuracy"]
 
 
 def mpi_ranks(args, out, ranks=2):
     logs = [out.parent / f"{out.name}-rank{rank}.txt" for rank in range(ranks)]
-    command = mpi.command(mpi.find_mpiexec(), ranks, logs,
-                          [sys.executable, "-m", "mpi4py", str(REPO / "chainer_mnist.py"), *script_args(args, out)])
+    command = mpi.command(
+        mpi.find_mpiexec(),
+        ranks,
+        logs,
+        [sys.executable, "-m", "mpi4py", str(REPO / "chainer_mnist.py"), *script_args(args, out)],
+    )
     subprocess.run(command, env=mpi.environment(os.environ, ranks), check=True, capture_output=True)
     return epoch_seconds(logs[0].read_text()), json.loads((out / "model.json").read_text())["test_accuracy"]
 
 
 def script_args(args, out):
-    return ["--epochs", str(args.epochs), "--batchsize", "128", "--device", "-1", "--data-dir", args.data_dir,
-            "-o", str(out)]
+    return [
+        "--epochs",
+        str(args.epochs),
+        "--batchsize",
+        "128",
+        "--device",
+        "-1",
+        "--data-dir",
+        args.data_dir,
+        "-o",
+        str(out),
+    ]
 
 
 def allreduce(units, folder, ranks=2):
@@ -91,15 +111,21 @@ def main():
         reduce = allreduce(1000, folder)
     print(f"{args.epochs} epochs of real MNIST, batch 128, 1000 units; {os.cpu_count()} cores; load {os.getloadavg()}")
     for name in seconds:
-        print(f"{name:22s}  {statistics.median(seconds[name]):6.2f} s/epoch (median of {len(seconds[name])})"
-              f"  test accuracy {accuracy[name]:.4f}")
+        print(
+            f"{name:22s}  {statistics.median(seconds[name]):6.2f} s/epoch (median of {len(seconds[name])})"
+            f"  test accuracy {accuracy[name]:.4f}"
+        )
     ratio = statistics.median(seconds["2 ranks x 1 thread"]) / statistics.median(seconds["1 process x 2 threads"])
     difference = abs(accuracy["2 ranks x 1 thread"] - accuracy["1 process x 2 threads"]) * 100
     steps = -(-60000 // 128)
-    print(f"ratio 2 ranks / 1 process: {ratio:.2f} (goal <= 1.2); accuracy difference {difference:.2f} points "
-          f"(goal <= 0.3)")
-    print(f"gradient allreduce: {reduce['bytes'] / 1e6:.1f} MB per step, {reduce['seconds'] * 1e3:.2f} ms per step "
-          f"in 2 ranks = {reduce['seconds'] * steps:.2f} s per epoch of {steps} steps")
+    print(
+        f"ratio 2 ranks / 1 process: {ratio:.2f} (goal <= 1.2); accuracy difference {difference:.2f} points "
+        f"(goal <= 0.3)"
+    )
+    print(
+        f"gradient allreduce: {reduce['bytes'] / 1e6:.1f} MB per step, {reduce['seconds'] * 1e3:.2f} ms per step "
+        f"in 2 ranks = {reduce['seconds'] * steps:.2f} s per epoch of {steps} steps"
+    )
 
 
 if __name__ == "__main__":

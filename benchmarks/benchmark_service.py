@@ -8,6 +8,7 @@ throughput of batches of 100 images with 1 and 8 concurrent clients, as a share 
 throughput (goal >= 50 %). The model is the lesson's 784-1000-1000-10 MLP (untrained: the weights' values do not
 change the time); the images are MNIST's test images if MNIST_DIR is set, else random grey levels.
 """
+
 import argparse
 import json
 import os
@@ -52,9 +53,13 @@ def deploy(root, workers):
     for name in ("score.py", "chainer_mnist.py"):
         shutil.copy(REPO / name, root / "source")
     server.WORKERS = workers
-    service = Model.deploy(workspace, "benchmark", [model],
-                           InferenceConfig(entry_script="score.py", source_directory=str(root / "source")),
-                           AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1, auth_enabled=True))
+    service = Model.deploy(
+        workspace,
+        "benchmark",
+        [model],
+        InferenceConfig(entry_script="score.py", source_directory=str(root / "source")),
+        AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1, auth_enabled=True),
+    )
     service.wait_for_deployment()
     return classifier.predictor, service
 
@@ -74,6 +79,7 @@ def in_process(predictor, images, repeats):
 def decode_and_check(bodies, repeats):
     """Seconds per batch of what the server does besides the forward pass: its json.loads and score.py's checks."""
     from score import to_images
+
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -123,30 +129,40 @@ def main():
     parser.add_argument("--batches", type=int, default=40, help="batches of 100 per client")
     args = parser.parse_args()
     images = test_images()
-    singles = [json.dumps({"data": images[i:i + 1].tolist()}) for i in range(len(images))]
-    batches = [json.dumps({"data": images[i:i + 100].tolist()}) for i in range(0, len(images), 100)]
-    print(f"Host: {cpu_name()}, {os.cpu_count()} CPUs; load average "
-          f"{os.getloadavg()[0]:.2f} at the start; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    singles = [json.dumps({"data": images[i : i + 1].tolist()}) for i in range(len(images))]
+    batches = [json.dumps({"data": images[i : i + 100].tolist()}) for i in range(0, len(images), 100)]
+    print(
+        f"Host: {cpu_name()}, {os.cpu_count()} CPUs; load average "
+        f"{os.getloadavg()[0]:.2f} at the start; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         predictor, service = deploy(Path(folder), args.workers)
         try:
-            print(f"Server: azmlinfsrv, {args.workers} worker(s); body of one image {len(singles[0])} bytes, "
-                  f"of 100 images {len(batches[0]) / 1e3:.0f} kB")
+            print(
+                f"Server: azmlinfsrv, {args.workers} worker(s); body of one image {len(singles[0])} bytes, "
+                f"of 100 images {len(batches[0]) / 1e3:.0f} kB"
+            )
             clients(service, singles, 1, 50)  # warm-up
             latency, _ = clients(service, singles, 1, args.requests)
             one = in_process(predictor, images[:1], 200)
-            print(f"One image over HTTP: p50 {np.percentile(latency, 50) * 1e3:.2f} ms, "
-                  f"p99 {np.percentile(latency, 99) * 1e3:.2f} ms (goal 5 / 20 ms); "
-                  f"in-process forward {one * 1e3:.2f} ms")
+            print(
+                f"One image over HTTP: p50 {np.percentile(latency, 50) * 1e3:.2f} ms, "
+                f"p99 {np.percentile(latency, 99) * 1e3:.2f} ms (goal 5 / 20 ms); "
+                f"in-process forward {one * 1e3:.2f} ms"
+            )
             forward = 100 / in_process(predictor, images[:100], 50)
-            print(f"Batches of 100, in-process forward: {forward:.0f} images/s; decoding the request's JSON and "
-                  f"checking it take {decode_and_check(batches, 20) * 1e3:.1f} ms a batch, the forward "
-                  f"{100 / forward * 1e3:.1f} ms")
+            print(
+                f"Batches of 100, in-process forward: {forward:.0f} images/s; decoding the request's JSON and "
+                f"checking it take {decode_and_check(batches, 20) * 1e3:.1f} ms a batch, the forward "
+                f"{100 / forward * 1e3:.1f} ms"
+            )
             for count in (1, 8):
                 latency, wall = clients(service, batches, count, args.batches)
                 rate = count * args.batches * 100 / wall
-                print(f"Batches of 100 over HTTP, {count} client(s): {rate:.0f} images/s = {rate / forward:.0%} of "
-                      f"in-process (goal 50 %); p50 {np.percentile(latency, 50) * 1e3:.1f} ms a request")
+                print(
+                    f"Batches of 100 over HTTP, {count} client(s): {rate:.0f} images/s = {rate / forward:.0%} of "
+                    f"in-process (goal 50 %); p50 {np.percentile(latency, 50) * 1e3:.1f} ms a request"
+                )
         finally:
             service.delete()
     print(f"Load average at the end: {os.getloadavg()[0]:.2f}")

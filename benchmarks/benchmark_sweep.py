@@ -7,6 +7,7 @@ wall time x cores; the whole machine's is from /proc/stat, for the load of anyth
 
     python benchmarks/benchmark_sweep.py [--data-dir DIR] [--only policy|none]
 """
+
 import argparse
 import json
 import math
@@ -24,21 +25,40 @@ DEFAULT_RUN_ACCURACY = 0.9861  # lesson 01's run: 10 epochs, 1000 units, batch 1
 def lesson_config(project_folder, compute_target, with_policy):
     """The lesson's HyperDriveConfig (keep in step with the notebook's cells)."""
     from azureml.core import Environment, ScriptRunConfig
-    from azureml.train.hyperdrive import (BanditPolicy, HyperDriveConfig, PrimaryMetricGoal,
-                                          RandomParameterSampling, choice, loguniform)
+    from azureml.train.hyperdrive import (
+        BanditPolicy,
+        HyperDriveConfig,
+        PrimaryMetricGoal,
+        RandomParameterSampling,
+        choice,
+        loguniform,
+    )
 
-    src = ScriptRunConfig(source_directory=project_folder, script="chainer_mnist.py",
-                          arguments=["--epochs", 5, "--output_dir", "./outputs"], compute_target=compute_target,
-                          environment=Environment("chainer-mnist-gpu"))
-    sampling = RandomParameterSampling({
-        "--lr": loguniform(math.log(1e-5), math.log(1e-1)),
-        "--unit": choice(256, 512, 1024),
-        "--batchsize": choice(64, 128, 256),
-    }, properties={"seed": 42})
+    src = ScriptRunConfig(
+        source_directory=project_folder,
+        script="chainer_mnist.py",
+        arguments=["--epochs", 5, "--output_dir", "./outputs"],
+        compute_target=compute_target,
+        environment=Environment("chainer-mnist-gpu"),
+    )
+    sampling = RandomParameterSampling(
+        {
+            "--lr": loguniform(math.log(1e-5), math.log(1e-1)),
+            "--unit": choice(256, 512, 1024),
+            "--batchsize": choice(64, 128, 256),
+        },
+        properties={"seed": 42},
+    )
     policy = BanditPolicy(evaluation_interval=1, slack_factor=0.01, delay_evaluation=1) if with_policy else None
-    return HyperDriveConfig(run_config=src, hyperparameter_sampling=sampling, policy=policy,
-                            primary_metric_name="Accuracy", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
-                            max_total_runs=8, max_concurrent_runs=2)
+    return HyperDriveConfig(
+        run_config=src,
+        hyperparameter_sampling=sampling,
+        policy=policy,
+        primary_metric_name="Accuracy",
+        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
+        max_total_runs=8,
+        max_concurrent_runs=2,
+    )
 
 
 def busy_jiffies():
@@ -61,15 +81,18 @@ def sweep(folder, with_policy):
     (folder / "project").mkdir()
     (folder / "project" / "chainer_mnist.py").write_bytes((REPO / "chainer_mnist.py").read_bytes())
     ws = Workspace.from_config()
-    target = ComputeTarget.create(ws, "gpu-cluster", AmlCompute.provisioning_configuration(
-        vm_size="STANDARD_NC4AS_T4_V3", max_nodes=4))
+    target = ComputeTarget.create(
+        ws, "gpu-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_NC4AS_T4_V3", max_nodes=4)
+    )
     config = lesson_config(str(folder / "project"), target, with_policy)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy_before = busy_jiffies()
     start = time.perf_counter()
     run = Experiment(ws, "chainer-mnist-hyperdrive").submit(config)
     run.wait_for_completion()
-    backend_of(run).runner(run.id).wait()  # the driver: its CPU time (and, waited for in turn, its children's) is counted once it ends
+    backend_of(run).runner(
+        run.id
+    ).wait()  # the driver: its CPU time (and, waited for in turn, its children's) is counted once it ends
     wall = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy_after = busy_jiffies()
@@ -113,9 +136,11 @@ def main():
         print(json.dumps(results[-1]), flush=True)
     if len(results) == 2:
         saved = 1 - results[0]["child_epochs"] / results[1]["child_epochs"]
-        print(f"early termination ran {results[0]['child_epochs']} child-epochs instead of "
-              f"{results[1]['child_epochs']}: {saved:.0%} saved; wall time {results[0]['wall_seconds']} s "
-              f"instead of {results[1]['wall_seconds']} s")
+        print(
+            f"early termination ran {results[0]['child_epochs']} child-epochs instead of "
+            f"{results[1]['child_epochs']}: {saved:.0%} saved; wall time {results[0]['wall_seconds']} s "
+            f"instead of {results[1]['wall_seconds']} s"
+        )
 
 
 def cpu_model():

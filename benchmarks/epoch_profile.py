@@ -6,6 +6,7 @@ allocator. Compare with benchmark_epoch.py's GEMM limit, the matrix products' sh
 
     python benchmarks/epoch_profile.py [--data-dir DIR]
 """
+
 import argparse
 import os
 import sys
@@ -34,7 +35,7 @@ def main():
         order = np.random.RandomState([0, epoch]).permutation(len(train_x))
         start = time.perf_counter()
         for i in range(0, len(order), args.batchsize):
-            batch = order[i:i + args.batchsize]
+            batch = order[i : i + args.batchsize]
             t0 = time.perf_counter()
             loss = model(train_x[batch], train_y[batch])
             t1 = time.perf_counter()
@@ -50,8 +51,11 @@ def main():
         chainer_mnist.test(model, test_x, test_y)
         seconds["test set"] = time.perf_counter() - t4
         total = time.perf_counter() - start
-    print(f"epoch {total:.2f} s: " + ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items())
-          + f", the rest {total - sum(seconds.values()):.2f} s")
+    print(
+        f"epoch {total:.2f} s: "
+        + ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items())
+        + f", the rest {total - sum(seconds.values()):.2f} s"
+    )
 
 
 if __name__ == "__main__":

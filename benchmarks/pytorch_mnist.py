@@ -6,6 +6,7 @@ epoch. Prints the same epoch lines as chainer_mnist.py. PyTorch is an optional d
 
     python benchmarks/pytorch_mnist.py --data-dir DIR [--epochs 10]
 """
+
 import argparse
 import sys
 import time
@@ -35,7 +36,7 @@ def train(model, optimizer, scheduler, x, t, batchsize, generator):
     model.train()
     order = torch.randperm(len(x), generator=generator)
     for i in range(0, len(x), batchsize):
-        batch = order[i:i + batchsize]
+        batch = order[i : i + batchsize]
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x[batch]), t[batch])
         loss.backward()
@@ -48,9 +49,9 @@ def test(model, x, t, batchsize=1000):
     model.eval()
     loss = correct = 0.0
     for i in range(0, len(x), batchsize):
-        y = model(x[i:i + batchsize])
-        loss += F.cross_entropy(y, t[i:i + batchsize], reduction="sum").item()
-        correct += (y.argmax(1) == t[i:i + batchsize]).sum().item()
+        y = model(x[i : i + batchsize])
+        loss += F.cross_entropy(y, t[i : i + batchsize], reduction="sum").item()
+        correct += (y.argmax(1) == t[i : i + batchsize]).sum().item()
     return loss / len(x), correct / len(x)
 
 
@@ -78,8 +79,11 @@ def main():
         start = time.perf_counter()
         train(model, optimizer, scheduler, train_x, train_y, args.batchsize, generator)
         test_loss, test_accuracy = test(model, test_x, test_y)
-        print(f"epoch {epoch:3d}  test loss {test_loss:.4f} accuracy {test_accuracy:.4f}  "
-              f"{time.perf_counter() - start:.2f} s", flush=True)
+        print(
+            f"epoch {epoch:3d}  test loss {test_loss:.4f} accuracy {test_accuracy:.4f}  "
+            f"{time.perf_counter() - start:.2f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Chromium, nothing is downloaded). Runs offline in a throw-away workspace; from t
 
     MNIST_DIR=../shared/data/mnist .venv/bin/python scripts/browser_check.py --out build/screenshots
 """
+
 import argparse
 import os
 import secrets
@@ -24,14 +25,34 @@ from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
 # Each lesson, and what its last cell prints: the run is over when it shows.
-LAST_OUTPUT = {"01-train-and-register.ipynb": "Kept gpu-cluster", "02-tune-hyperparameters.ipynb": "Registered chainer-dnn-mnist"}
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LAST_OUTPUT = {
+    "01-train-and-register.ipynb": "Kept gpu-cluster",
+    "02-tune-hyperparameters.ipynb": "Registered chainer-dnn-mnist",
+}
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def start_lab(folder, port, token, env):
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--allow-root"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={folder}",
+        "--allow-root",
+    ]
     lab = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(60):
         try:
@@ -46,13 +67,18 @@ def start_lab(folder, port, token, env):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/screenshots", help="folder for the PNG screenshots")
-    parser.add_argument("--frontend", choices=["lab", "notebook"], default="lab",
-                        help="JupyterLab 4 or Notebook 7 (both served by the same Jupyter server)")
+    parser.add_argument(
+        "--frontend",
+        choices=["lab", "notebook"],
+        default="lab",
+        help="JupyterLab 4 or Notebook 7 (both served by the same Jupyter server)",
+    )
     parser.add_argument("--port", type=int, default=8899)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--notebook", choices=sorted(LAST_OUTPUT), default="01-train-and-register.ipynb")
-    parser.add_argument("--live-seconds", type=int, default=20,
-                        help="how long to let the run train before each of the two live shots")
+    parser.add_argument(
+        "--live-seconds", type=int, default=20, help="how long to let the run train before each of the two live shots"
+    )
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -91,8 +117,11 @@ def main():
                 # that a front end without the widget shows. JupyterLab 4 hides cells outside the viewport, so it is
                 # waited for attached, then scrolled to.
                 cell = page.locator(".jp-CodeCell", has_text="RunDetails(").first
-                view = cell.locator(".widget-vbox").or_(cell.locator(".jp-OutputArea-output",
-                                                                    has_text="Live view of")).first
+                view = (
+                    cell.locator(".widget-vbox")
+                    .or_(cell.locator(".jp-OutputArea-output", has_text="Live view of"))
+                    .first
+                )
                 view.wait_for(state="attached", timeout=180_000)
                 if "Live view of" in view.text_content():
                     raise SystemExit("The live view did not render as a widget: the page shows its plain-text fallback")

@@ -1,5 +1,6 @@
 """What several test modules share: the repository's path, waiting for processes and files, running the lessons
 under nbval, and a sweep of a stand-in script."""
+
 import os
 import re
 import shutil
@@ -27,8 +28,6 @@ def eventually(condition, seconds=30):
         time.sleep(0.1)
 
 
-
-
 def started_script(pid_file):
     """The pid that a test script wrote to pid_file, once it has."""
     eventually(pid_file.exists)
@@ -39,9 +38,14 @@ def script_config(folder, source, arguments=(), compute_target=None, distributed
     """A ScriptRunConfig for train.py with `source`, written into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.py").write_text(textwrap.dedent(source))
-    return ScriptRunConfig(source_directory=str(folder), script="train.py", arguments=list(arguments),
-                           compute_target=compute_target, environment=Environment(name="test-env"),
-                           distributed_job_config=distributed_job_config)
+    return ScriptRunConfig(
+        source_directory=str(folder),
+        script="train.py",
+        arguments=list(arguments),
+        compute_target=compute_target,
+        environment=Environment(name="test-env"),
+        distributed_job_config=distributed_job_config,
+    )
 
 
 def processes_with(text):
@@ -80,8 +84,20 @@ def nbval(paths, env):
     """nbval on the notebooks, in this order, each in a kernel of its own."""
     # --option=path in one word: pytest takes a bare path argument as a place to look for its configuration, and
     # this repository's (parallel workers, its own test paths) is not the notebooks'.
-    command = [sys.executable, "-m", "pytest", "--nbval", *(path.name for path in paths), "--nbval-current-env",
-               f"--nbval-sanitize-with={SANITIZE}", "-p", "no:cacheprovider", "-q", "-rf", "--color=no"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval",
+        *(path.name for path in paths),
+        "--nbval-current-env",
+        f"--nbval-sanitize-with={SANITIZE}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rf",
+        "--color=no",
+    ]
     return subprocess.run(command, cwd=paths[0].parent, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -126,6 +142,10 @@ def sweep_config(tmp_path, space, sampling=GridParameterSampling, target="cpu-cl
     (tmp_path / "src" / "train.py").write_text(STAND_IN)
     src = ScriptRunConfig(str(tmp_path / "src"), "train.py", arguments=list(arguments))
     src.run_config.target = target
-    settings = {"primary_metric_name": "Accuracy", "primary_metric_goal": PrimaryMetricGoal.MAXIMIZE,
-                "max_total_runs": 4, **settings}
+    settings = {
+        "primary_metric_name": "Accuracy",
+        "primary_metric_goal": PrimaryMetricGoal.MAXIMIZE,
+        "max_total_runs": 4,
+        **settings,
+    }
     return HyperDriveConfig(run_config=src, hyperparameter_sampling=sampling(space), **settings)

@@ -4,6 +4,7 @@ Tests and CI never need the real MNIST: digits are drawn with the fonts that shi
 with matplotlib, then rotated, scaled, shifted and noised so that a model has
 something to learn, and written as the four IDX files that `chainer_mnist.py` reads.
 """
+
 import gzip
 import struct
 from pathlib import Path
@@ -32,11 +33,14 @@ def _digit(rng, label, fonts):
     font = fonts[rng.integers(len(fonts))]
     canvas = Image.new("L", (56, 56), 0)
     ImageDraw.Draw(canvas).text((28, 28), str(label), fill=255, font=font, anchor="mm", stroke_width=1, stroke_fill=255)
-    canvas = canvas.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR,
-                           translate=tuple(rng.uniform(-4, 4, size=2)))
+    canvas = canvas.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR, translate=tuple(rng.uniform(-4, 4, size=2)))
     side = int(rng.integers(26, 34))
-    image = np.asarray(canvas.resize((side, side), Image.BILINEAR).crop(
-        ((side - 28) // 2, (side - 28) // 2, (side - 28) // 2 + 28, (side - 28) // 2 + 28)), dtype=np.float32)
+    image = np.asarray(
+        canvas.resize((side, side), Image.BILINEAR).crop(
+            ((side - 28) // 2, (side - 28) // 2, (side - 28) // 2 + 28, (side - 28) // 2 + 28)
+        ),
+        dtype=np.float32,
+    )
     image += rng.normal(0, 20, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 

@@ -1,4 +1,5 @@
 """The web service's conda file serves the model with the packages that trained it, under the offline server's version."""
+
 import re
 import tomllib
 

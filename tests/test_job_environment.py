@@ -1,4 +1,5 @@
 """The job's base image and its conda file must agree on CUDA, or CuPy fails on the cluster."""
+
 import re
 
 import nbformat

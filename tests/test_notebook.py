@@ -4,6 +4,7 @@ nbval re-executes the committed notebooks in strict mode, in their order and in 
 does, and compares each cell's output with the committed one (real MNIST there, the tests' small data set here):
 tests/nbval_sanitize.cfg masks only what truly varies.
 """
+
 import os
 import re
 

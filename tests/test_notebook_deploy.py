@@ -3,6 +3,7 @@
 Its workspace holds what lesson 01 leaves there: chainer-dnn-mnist registered from a real training run, here on
 the tests' small data set. The committed outputs come from real MNIST; tests/nbval_sanitize.cfg masks what differs.
 """
+
 import json
 import shutil
 import subprocess
@@ -21,12 +22,28 @@ def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
     for name in ("chainer_mnist.py", "score.py", "inference-environment.yml"):
         shutil.copy(REPO / name, tmp_path / name)
     outputs = tmp_path / "outputs"
-    subprocess.run([sys.executable, REPO / "chainer_mnist.py", "--data-dir", str(mnist_dir), "--epochs", "1",
-                    "--output_dir", str(outputs)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            REPO / "chainer_mnist.py",
+            "--data-dir",
+            str(mnist_dir),
+            "--epochs",
+            "1",
+            "--output_dir",
+            str(outputs),
+        ],
+        check=True,
+        capture_output=True,
+    )
     accuracy = json.loads((outputs / "model.json").read_text())["test_accuracy"]
     workspace = workspace_at(tmp_path / "workspace")
-    Model.register(workspace, str(outputs / "model.npz"), "chainer-dnn-mnist",
-                   tags={"framework": "chainer", "test_accuracy": f"{accuracy:.4f}"})  # as lesson 01 does
+    Model.register(
+        workspace,
+        str(outputs / "model.npz"),
+        "chainer-dnn-mnist",
+        tags={"framework": "chainer", "test_accuracy": f"{accuracy:.4f}"},
+    )  # as lesson 01 does
     (tmp_path / "notebooks").mkdir()
     path = shutil.copy(NOTEBOOK, tmp_path / "notebooks")
 

@@ -15,7 +15,9 @@ def test_committed_distributed_lesson_passes_nbval_strict(tmp_path, mnist_dir):
 
 def test_the_committed_run_is_two_ranks_of_rank_0_s_log():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    streamed = "".join(o.get("text", "") for o in notebook.cells[code_cell(notebook, "run.wait_for_completion(")].outputs)
+    streamed = "".join(
+        o.get("text", "") for o in notebook.cells[code_cell(notebook, "run.wait_for_completion(")].outputs
+    )
     assert "Streaming logs/std_log_process_0.txt" in streamed
     assert "Device: CPU (NumPy); 2 MPI ranks, ChainerMN's naive communicator" in streamed
     assert "Status: Completed" in streamed

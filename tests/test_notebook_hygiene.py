@@ -1,4 +1,5 @@
 """Committed notebooks hold no secrets, ids or paths of the machine that ran them."""
+
 import re
 import subprocess
 
@@ -33,13 +34,16 @@ def test_there_are_committed_notebooks():
     assert committed_notebooks(), "no notebook is committed"
 
 
-@pytest.mark.parametrize("text, what", [
-    ('"text": "run 3f2b8c1e-9a7d-4e2f-8b1a-0c9d8e7f6a5b"', "a GUID (subscription, tenant or run id)"),
-    ('"Downloaded to /home/alice/model.npz"', "an absolute home or machine path"),
-    ('"C:\\\\Users\\\\alice"', "an absolute home or machine path"),
-    ('"DefaultEndpointsProtocol=https;AccountKey=abc"', "a storage key or SAS token"),
-    ('"{\\"subscription_id\\": \\"x\\", \\"resource_group\\": \\"rg\\"}"', "a workspace configuration"),
-])
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ('"text": "run 3f2b8c1e-9a7d-4e2f-8b1a-0c9d8e7f6a5b"', "a GUID (subscription, tenant or run id)"),
+        ('"Downloaded to /home/alice/model.npz"', "an absolute home or machine path"),
+        ('"C:\\\\Users\\\\alice"', "an absolute home or machine path"),
+        ('"DefaultEndpointsProtocol=https;AccountKey=abc"', "a storage key or SAS token"),
+        ('"{\\"subscription_id\\": \\"x\\", \\"resource_group\\": \\"rg\\"}"', "a workspace configuration"),
+    ],
+)
 def test_each_kind_of_leak_is_caught(text, what):
     assert what in problems(text)
 

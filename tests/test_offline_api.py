@@ -1,4 +1,5 @@
 """Each offline stand-in accepts what the real azureml-core class accepts, under the same names and defaults."""
+
 import inspect
 
 import pytest
@@ -47,11 +48,12 @@ def test_members_match_the_sdk(stand_in, real):
         # Positional parameters are the SDK's, in its order; others are keyword-only, so a positional
         # call meant for the SDK never lands on a different parameter.
         positional = [p.name for p in offline if p.kind == p.POSITIONAL_OR_KEYWORD]
-        assert positional == [p.name for p in sdk[:len(positional)]], f"{stand_in.__name__}.{name} positions"
+        assert positional == [p.name for p in sdk[: len(positional)]], f"{stand_in.__name__}.{name} positions"
 
 
 def test_every_stand_in_is_installed_by_the_switch():
     from azureml_offline import STAND_INS
+
     installed = {(module, name) for _, _, module, name in STAND_INS}
     assert installed == {(stand_in.__module__, stand_in.__name__) for stand_in, _ in PAIRS}
 
@@ -73,10 +75,18 @@ CALLED = [
     (run.Run, Run, "get_status", set()),
     (run.Run, Run, "get_file_names", set()),
     (run.Run, Run, "download_file", set()),
-    (run.Run, Run, "register_model",
-     {"datasets", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
-    (model.Model, Model, "register",
-     {"datasets", "child_paths", "sample_input_dataset", "sample_output_dataset", "resource_configuration"}),
+    (
+        run.Run,
+        Run,
+        "register_model",
+        {"datasets", "sample_input_dataset", "sample_output_dataset", "resource_configuration"},
+    ),
+    (
+        model.Model,
+        Model,
+        "register",
+        {"datasets", "child_paths", "sample_input_dataset", "sample_output_dataset", "resource_configuration"},
+    ),
     (model.Model, Model, "deploy", set()),
     (webservice.AciWebservice, AciWebservice, "deploy_configuration", set()),
     (webservice.AciWebservice, AciWebservice, "wait_for_deployment", set()),
@@ -97,12 +107,14 @@ CALLED = [
 ]
 
 
-@pytest.mark.parametrize("stand_in, real, name, not_offline", CALLED,
-                         ids=[f"{real.__name__}.{name}" for _, real, name, _ in CALLED])
+@pytest.mark.parametrize(
+    "stand_in, real, name, not_offline", CALLED, ids=[f"{real.__name__}.{name}" for _, real, name, _ in CALLED]
+)
 def test_every_sdk_parameter_of_a_called_method_is_accepted(stand_in, real, name, not_offline):
     offline = inspect.signature(getattr(stand_in, name)).parameters
     for parameter in inspect.signature(getattr(real, name)).parameters.values():
         if parameter.name.startswith("_") or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        assert parameter.name in offline or parameter.name in not_offline, \
+        assert parameter.name in offline or parameter.name in not_offline, (
             f"{stand_in.__name__}.{name} does not take the SDK's {parameter.name}"
+        )

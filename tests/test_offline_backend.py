@@ -1,4 +1,5 @@
 """state.layout.WorkspaceFolder: the layout that sweeps (child runs), web services and MPI jobs (per-rank logs) build on."""
+
 import os
 
 import pytest
@@ -25,8 +26,9 @@ def test_child_runs_know_their_parent_and_are_listed_under_it(tmp_path):
     folder = WorkspaceFolder.open(tmp_path)
     new_run(folder, "sweep", "HD_1")
     for n in range(3):
-        new_run(folder, "sweep", f"HD_1_{n}", parent="HD_1", status="Failed" if n == 1 else "Completed",
-                tags={"n": str(n)})
+        new_run(
+            folder, "sweep", f"HD_1_{n}", parent="HD_1", status="Failed" if n == 1 else "Completed", tags={"n": str(n)}
+        )
     new_run(folder, "sweep", "HD_1_0_0", parent="HD_1_0")
     new_run(folder, "sweep", "other")
     assert [run.run_id for run in folder.children("sweep", "HD_1")] == ["HD_1_0", "HD_1_1", "HD_1_2"]

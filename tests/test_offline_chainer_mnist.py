@@ -1,4 +1,5 @@
 """The tutorial's training script, unchanged, submitted to the offline workspace for one epoch."""
+
 from azureml.core import ScriptRunConfig
 
 from azureml_offline.experiment import Experiment
@@ -12,8 +13,11 @@ def test_chainer_mnist_runs_offline_and_comes_back_with_metrics_and_model(mnist_
     source = tmp_path / "chainer-mnist"
     source.mkdir()
     (source / "chainer_mnist.py").write_bytes((REPO / "chainer_mnist.py").read_bytes())
-    config = ScriptRunConfig(source_directory=str(source), script="chainer_mnist.py",
-                             arguments=["--epochs", 1, "--batchsize", 128, "--unit", 100, "--output_dir", "./outputs"])
+    config = ScriptRunConfig(
+        source_directory=str(source),
+        script="chainer_mnist.py",
+        arguments=["--epochs", 1, "--batchsize", 128, "--unit", 100, "--output_dir", "./outputs"],
+    )
     run = Experiment(Workspace.from_config(), "chainer-mnist").submit(config)
     assert run.wait_for_completion()["status"] == "Completed"
     metrics = run.get_metrics()

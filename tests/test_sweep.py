@@ -1,6 +1,7 @@
 """Offline sweeps end to end, with a stand-in script that logs the metric values it is given: the concurrency
 limit, the policy stopping a child at once, failing children, cancellation and the kernel dying, and the rules
 the SDK and the service apply before a sweep starts."""
+
 import os
 import signal
 import subprocess
@@ -24,11 +25,11 @@ from azureml_offline.engine.processes import THREAD_VARIABLES
 from helpers import STAND_IN, alive, eventually, sweep_config
 
 
-
 @pytest.fixture
 def experiment(fresh_workspace):
-    ComputeTarget.create(fresh_workspace, "cpu-cluster",
-                         AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=2))
+    ComputeTarget.create(
+        fresh_workspace, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=2)
+    )
     return Experiment(fresh_workspace, "sweep")
 
 
@@ -37,8 +38,12 @@ def running_children(run):
 
 
 def test_children_run_their_hyperparameters_never_more_than_max_concurrent_runs_at_once(experiment, tmp_path):
-    config = sweep_config(tmp_path, {"--values": choice("0.5,0.6", "0.7,0.9", "0.8,0.6", "0.2")},
-                          arguments=["--seconds", "0.3"], max_concurrent_runs=2)
+    config = sweep_config(
+        tmp_path,
+        {"--values": choice("0.5,0.6", "0.7,0.9", "0.8,0.6", "0.2")},
+        arguments=["--seconds", "0.3"],
+        max_concurrent_runs=2,
+    )
     run = experiment.submit(config)
     most = 0
     while run.get_status() not in ("Completed", "Failed", "Canceled"):
@@ -55,14 +60,22 @@ def test_children_run_their_hyperparameters_never_more_than_max_concurrent_runs_
     # Each child gets its hyperparameter after the script's own arguments, and its share of the cores.
     assert children[1].get_details()["runDefinition"]["arguments"] == ["--seconds", "0.3", "--values", "0.7,0.9"]
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
-    assert all(f"{name}={threads}" in children[0].get_details_with_logs()["logFiles"]["logs/std_log.txt"]
-               for name in THREAD_VARIABLES)
+    assert all(
+        f"{name}={threads}" in children[0].get_details_with_logs()["logFiles"]["logs/std_log.txt"]
+        for name in THREAD_VARIABLES
+    )
 
-    assert run.get_hyperparameters() == {f"{run.id}_{n}": f'{{"--values": "{values}"}}'
-                                         for n, values in enumerate(["0.5,0.6", "0.7,0.9", "0.8,0.6", "0.2"])}
+    assert run.get_hyperparameters() == {
+        f"{run.id}_{n}": f'{{"--values": "{values}"}}'
+        for n, values in enumerate(["0.5,0.6", "0.7,0.9", "0.8,0.6", "0.2"])
+    }
     ranked = run.get_children_sorted_by_primary_metric()
-    assert [(child["run_id"], child["best_primary_metric"]) for child in ranked] == \
-        [(f"{run.id}_1", 0.9), (f"{run.id}_2", 0.8), (f"{run.id}_0", 0.6), (f"{run.id}_3", 0.2)]
+    assert [(child["run_id"], child["best_primary_metric"]) for child in ranked] == [
+        (f"{run.id}_1", 0.9),
+        (f"{run.id}_2", 0.8),
+        (f"{run.id}_0", 0.6),
+        (f"{run.id}_3", 0.2),
+    ]
     assert run.get_best_run_by_primary_metric().id == f"{run.id}_1"
     assert run.get_properties()["best_child_run_id"] == f"{run.id}_1" and run.get_properties()["score"] == "0.9"
     assert run.get_metrics()[f"{run.id}_2"] == {"Accuracy": [0.8, 0.6]}
@@ -72,9 +85,13 @@ def test_children_run_their_hyperparameters_never_more_than_max_concurrent_runs_
 
 def test_the_policy_cancels_a_child_at_the_interval_it_falls_behind(experiment, tmp_path):
     # One child at a time, so the leader's values are all known when the other is judged.
-    config = sweep_config(tmp_path, {"--values": choice("0.9,0.95", ",".join(["0.1"] * 40))},
-                          arguments=["--seconds", "0.1"], max_concurrent_runs=1,
-                          policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1))
+    config = sweep_config(
+        tmp_path,
+        {"--values": choice("0.9,0.95", ",".join(["0.1"] * 40))},
+        arguments=["--seconds", "0.1"],
+        max_concurrent_runs=1,
+        policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1),
+    )
     run = experiment.submit(config)
     run.wait_for_completion()
     leader, follower = run.get_children()
@@ -85,33 +102,48 @@ def test_the_policy_cancels_a_child_at_the_interval_it_falls_behind(experiment, 
 
 
 def test_max_duration_minutes_cancels_the_running_children_and_ends_the_sweep(experiment, tmp_path):
-    config = sweep_config(tmp_path, {"--values": choice("0.5,0.6", "0.7,0.8", "0.9")}, arguments=["--seconds", "60"],
-                          max_concurrent_runs=2, max_duration_minutes=0.05)  # 3 s
+    config = sweep_config(
+        tmp_path,
+        {"--values": choice("0.5,0.6", "0.7,0.8", "0.9")},
+        arguments=["--seconds", "60"],
+        max_concurrent_runs=2,
+        max_duration_minutes=0.05,
+    )  # 3 s
     run = experiment.submit(config)
     run.wait_for_completion()
     assert run.get_status() == "Completed"
     assert [child.get_status() for child in run.get_children()] == ["Canceled", "Canceled"]  # the third never ran
-    assert "max_duration_minutes (0.05) reached" in run.get_details_with_logs()["logFiles"]["azureml-logs/hyperdrive.txt"]
+    assert (
+        "max_duration_minutes (0.05) reached" in run.get_details_with_logs()["logFiles"]["azureml-logs/hyperdrive.txt"]
+    )
 
 
 def test_a_failing_child_does_not_stop_the_sweep(experiment, tmp_path):
-    config = sweep_config(tmp_path, {"--exit": choice(3, 0)}, arguments=["--values", "0.5"], max_concurrent_runs=1,
-                          max_total_runs=2)
+    config = sweep_config(
+        tmp_path, {"--exit": choice(3, 0)}, arguments=["--values", "0.5"], max_concurrent_runs=1, max_total_runs=2
+    )
     run = experiment.submit(config)
     run.wait_for_completion()
     failed, completed = run.get_children()
     assert (run.get_status(), failed.get_status(), completed.get_status()) == ("Completed", "Failed", "Completed")
     assert run.get_best_run_by_primary_metric(include_failed=False).id == completed.id
-    assert f"{failed.id} Failed; the sweep goes on" in run.get_details_with_logs()["logFiles"]["azureml-logs/hyperdrive.txt"]
+    assert (
+        f"{failed.id} Failed; the sweep goes on"
+        in run.get_details_with_logs()["logFiles"]["azureml-logs/hyperdrive.txt"]
+    )
 
 
 def test_no_best_run_only_when_no_child_logged_the_primary_metric_and_the_warning_says_why(experiment, tmp_path):
-    config = sweep_config(tmp_path, {"--exit": choice(0, 2)}, arguments=["--values", "0.5", "--metric", "accuracy"],
-                          max_total_runs=2)
+    config = sweep_config(
+        tmp_path, {"--exit": choice(0, 2)}, arguments=["--values", "0.5", "--metric", "accuracy"], max_total_runs=2
+    )
     run = experiment.submit(config)
     run.wait_for_completion()
-    with pytest.warns(UserWarning, match=r"No child run of sweep HD_\w+ logged the primary metric 'Accuracy' "
-                                         r"\(1 Completed, 1 Failed\).* The children logged: accuracy\."):
+    with pytest.warns(
+        UserWarning,
+        match=r"No child run of sweep HD_\w+ logged the primary metric 'Accuracy' "
+        r"\(1 Completed, 1 Failed\).* The children logged: accuracy\.",
+    ):
         assert run.get_best_run_by_primary_metric() is None
 
 
@@ -129,8 +161,14 @@ def pids_in(folder):
 def test_cancelling_the_sweep_stops_every_child_and_starts_no_more(experiment, tmp_path, monkeypatch):
     monkeypatch.setenv("PID_DIR", str(tmp_path / "pids"))
     (tmp_path / "pids").mkdir()
-    run = experiment.submit(sweep_config(tmp_path, {"--values": choice("0.5,0.6", "0.7,0.8", "0.9", "1")},
-                                         arguments=["--seconds", "60"], max_concurrent_runs=2))
+    run = experiment.submit(
+        sweep_config(
+            tmp_path,
+            {"--values": choice("0.5,0.6", "0.7,0.8", "0.9", "1")},
+            arguments=["--seconds", "60"],
+            max_concurrent_runs=2,
+        )
+    )
     eventually(lambda: len(pids_in(tmp_path / "pids")) == 2)
     run.cancel()
     assert run.get_status() == "Canceled"
@@ -161,8 +199,11 @@ def test_the_kernel_dying_stops_the_sweep_and_its_children(experiment, tmp_path,
     (tmp_path / "pids").mkdir()
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text(STAND_IN)
-    kernel = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KERNEL), str(tmp_path / "src")],
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    kernel = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KERNEL), str(tmp_path / "src")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         eventually(lambda: len(pids_in(tmp_path / "pids")) == 2, seconds=60)
     finally:
@@ -174,18 +215,33 @@ def test_the_kernel_dying_stops_the_sweep_and_its_children(experiment, tmp_path,
     assert not any(alive(pid) for pid in pids_in(tmp_path / "pids"))
 
 
-@pytest.mark.parametrize("change, error, message", [
-    (dict(target="local"), HyperDriveScenarioNotSupportedException,
-     "Automated hyperparameter tuning is not supported for types DatabricksCompute and local."),
-    (dict(max_total_runs=0), HyperDriveConfigException, "max_total_runs expects a value between 1 and 1000"),
-    (dict(max_concurrent_runs=101), HyperDriveConfigException, "max_concurrent_runs expects a value between 1 and 100"),
-    (dict(policy=BanditPolicy(slack_factor=0)), HyperDriveConfigException,
-     "Bandit termination policy expects exactly one of slack factor or slack amount to be set."),
-    (dict(sampling=BayesianParameterSampling, policy=BanditPolicy(slack_factor=0.1)), HyperDriveConfigException,
-     "Bayesian sampling expects no early termination policy"),
-])
-def test_the_sdks_and_services_rules_are_enforced_before_anything_starts(experiment, tmp_path, change, error,
-                                                                          message):
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (
+            dict(target="local"),
+            HyperDriveScenarioNotSupportedException,
+            "Automated hyperparameter tuning is not supported for types DatabricksCompute and local.",
+        ),
+        (dict(max_total_runs=0), HyperDriveConfigException, "max_total_runs expects a value between 1 and 1000"),
+        (
+            dict(max_concurrent_runs=101),
+            HyperDriveConfigException,
+            "max_concurrent_runs expects a value between 1 and 100",
+        ),
+        (
+            dict(policy=BanditPolicy(slack_factor=0)),
+            HyperDriveConfigException,
+            "Bandit termination policy expects exactly one of slack factor or slack amount to be set.",
+        ),
+        (
+            dict(sampling=BayesianParameterSampling, policy=BanditPolicy(slack_factor=0.1)),
+            HyperDriveConfigException,
+            "Bayesian sampling expects no early termination policy",
+        ),
+    ],
+)
+def test_the_sdks_and_services_rules_are_enforced_before_anything_starts(experiment, tmp_path, change, error, message):
     space = {"--values": choice("0.5", "0.6")}
     if change.get("sampling") is BayesianParameterSampling:
         # The SDK's own advice for a Bayesian sweep of fewer than 20 runs per parameter: expected, not printed.
@@ -206,8 +262,10 @@ def test_random_sampling_with_a_seed_gives_the_same_children_every_time(experime
     def seeded(space):
         return RandomParameterSampling(space, properties={"seed": 5})
 
-    runs = [experiment.submit(sweep_config(tmp_path, {"--seconds": uniform(0, 0.01)}, sampling=seeded,
-                                           max_total_runs=2)) for _ in range(2)]
+    runs = [
+        experiment.submit(sweep_config(tmp_path, {"--seconds": uniform(0, 0.01)}, sampling=seeded, max_total_runs=2))
+        for _ in range(2)
+    ]
     for run in runs:
         run.wait_for_completion()
     first, second = ([json for _, json in sorted(run.get_hyperparameters().items())] for run in runs)
@@ -217,8 +275,9 @@ def test_random_sampling_with_a_seed_gives_the_same_children_every_time(experime
 def test_a_killed_driver_leaves_no_child_running_and_the_sweep_failed(experiment, tmp_path, monkeypatch):
     monkeypatch.setenv("PID_DIR", str(tmp_path / "pids"))
     (tmp_path / "pids").mkdir()
-    run = experiment.submit(sweep_config(tmp_path, {"--values": choice("1", "2")}, arguments=["--seconds", "60"],
-                                         max_total_runs=2))
+    run = experiment.submit(
+        sweep_config(tmp_path, {"--values": choice("1", "2")}, arguments=["--seconds", "60"], max_total_runs=2)
+    )
     eventually(lambda: len(pids_in(tmp_path / "pids")) == 2)
     backend_of(run).runner(run.id).send_signal(signal.SIGKILL)  # each child's runner sees its parent, the driver, gone
     backend_of(run).runner(run.id).wait()

@@ -1,7 +1,7 @@
 """Each early termination policy's decisions on constructed metric sequences, with the SDK's own policy objects."""
+
 import pytest
-from azureml.train.hyperdrive import BanditPolicy, MedianStoppingPolicy, NoTerminationPolicy, \
-    TruncationSelectionPolicy
+from azureml.train.hyperdrive import BanditPolicy, MedianStoppingPolicy, NoTerminationPolicy, TruncationSelectionPolicy
 
 from azureml_offline.engine.policies import applies, reason_to_stop
 
@@ -91,7 +91,8 @@ def test_the_reason_says_what_was_compared():
     assert reason == "its best 0.5 is below best 0.99 / (1 + 0.1) = 0.9"
 
 
-@pytest.mark.parametrize("policy", [BanditPolicy(slack_factor=0.1), MedianStoppingPolicy(),
-                                    TruncationSelectionPolicy(10)])
+@pytest.mark.parametrize(
+    "policy", [BanditPolicy(slack_factor=0.1), MedianStoppingPolicy(), TruncationSelectionPolicy(10)]
+)
 def test_a_run_that_logged_nothing_yet_is_not_judged(policy):
     assert not applies(policy.to_json(), 0)

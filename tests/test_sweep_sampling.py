@@ -1,12 +1,25 @@
 """Each sampling of the SDK's parameter expressions: bounds, distributions (fixed seeds, generous statistical
 tolerances), reproducibility, and the grid's and Bayesian sampler's own behaviour."""
+
 import math
 
 import numpy as np
 import pytest
-from azureml.train.hyperdrive import (BayesianParameterSampling, GridParameterSampling, RandomParameterSampling,
-                                      choice, loguniform, lognormal, normal, qloguniform, qlognormal, qnormal,
-                                      quniform, randint, uniform)
+from azureml.train.hyperdrive import (
+    BayesianParameterSampling,
+    GridParameterSampling,
+    RandomParameterSampling,
+    choice,
+    loguniform,
+    lognormal,
+    normal,
+    qloguniform,
+    qlognormal,
+    qnormal,
+    quniform,
+    randint,
+    uniform,
+)
 
 from azureml_offline.engine import sampling
 
@@ -15,8 +28,9 @@ N = 4000
 
 def draws(expression, n=N, seed=0):
     """n values of one expression, through the sampler a sweep uses (the SDK's own JSON)."""
-    sampler = sampling.sampler(RandomParameterSampling({"x": expression}, properties={"seed": seed}).to_json(),
-                               "maximize")
+    sampler = sampling.sampler(
+        RandomParameterSampling({"x": expression}, properties={"seed": seed}).to_json(), "maximize"
+    )
     return [sampler.sample()["x"] for _ in range(n)]
 
 
@@ -87,8 +101,9 @@ def test_qlognormal_rounds_exp_of_a_normal_to_multiples_of_q():
 
 
 def test_every_parameter_is_drawn_independently():
-    sampler = sampling.sampler(RandomParameterSampling({"a": uniform(0, 1), "b": uniform(0, 1)},
-                                                       properties={"seed": 3}).to_json(), "maximize")
+    sampler = sampling.sampler(
+        RandomParameterSampling({"a": uniform(0, 1), "b": uniform(0, 1)}, properties={"seed": 3}).to_json(), "maximize"
+    )
     pairs = np.array([[s["a"], s["b"]] for s in (sampler.sample() for _ in range(N))])
     assert abs(np.corrcoef(pairs.T)[0, 1]) < 0.05
 
@@ -103,8 +118,9 @@ def test_the_seed_property_makes_random_samples_reproducible():
 
 
 def test_grid_gives_every_combination_once_then_none():
-    sampler = sampling.sampler(GridParameterSampling({"lr": choice(0.1, 0.01), "units": choice(range(3))}).to_json(),
-                               "maximize")
+    sampler = sampling.sampler(
+        GridParameterSampling({"lr": choice(0.1, 0.01), "units": choice(range(3))}).to_json(), "maximize"
+    )
     points = iter(sampler.sample, None)
     assert list(points) == [{"lr": lr, "units": units} for lr in (0.1, 0.01) for units in (0, 1, 2)]
     assert sampler.sample() is None
@@ -114,8 +130,9 @@ BAYESIAN_SPACE = {"x": uniform(0, 1), "k": quniform(0, 20, 5), "act": choice("re
 
 
 def bayesian_samples(seed, n, objective=None):
-    sampler = sampling.sampler(BayesianParameterSampling(BAYESIAN_SPACE, properties={"seed": seed}).to_json(),
-                               "maximize")
+    sampler = sampling.sampler(
+        BayesianParameterSampling(BAYESIAN_SPACE, properties={"seed": seed}).to_json(), "maximize"
+    )
     samples = []
     for index in range(n):
         samples.append(sampler.sample())
@@ -125,22 +142,22 @@ def bayesian_samples(seed, n, objective=None):
 
 def test_bayesian_samples_stay_in_the_space_and_follow_the_seed():
     samples = bayesian_samples(seed=1, n=15)
-    assert all(0 <= s["x"] <= 1 and s["k"] in (0.0, 5.0, 10.0, 15.0, 20.0) and s["act"] in ("relu", "tanh")
-               for s in samples)
+    assert all(
+        0 <= s["x"] <= 1 and s["k"] in (0.0, 5.0, 10.0, 15.0, 20.0) and s["act"] in ("relu", "tanh") for s in samples
+    )
     assert samples == bayesian_samples(seed=1, n=15)
     assert samples != bayesian_samples(seed=2, n=15)
 
 
 def test_bayesian_sampling_learns_where_the_metric_is_best():
-    samples = bayesian_samples(seed=0, n=40, objective=lambda s: -(s["x"] - 0.8) ** 2)
+    samples = bayesian_samples(seed=0, n=40, objective=lambda s: -((s["x"] - 0.8) ** 2))
     distance = [abs(s["x"] - 0.8) for s in samples]
     # The first 10 are Optuna's random start; the last 10 are drawn from what the first 30 taught it.
     assert np.mean(distance[-10:]) < np.mean(distance[:10]) / 2
 
 
 def test_a_failed_child_teaches_the_bayesian_sampler_nothing_but_does_not_stop_it():
-    sampler = sampling.sampler(BayesianParameterSampling(BAYESIAN_SPACE, properties={"seed": 0}).to_json(),
-                               "minimize")
+    sampler = sampling.sampler(BayesianParameterSampling(BAYESIAN_SPACE, properties={"seed": 0}).to_json(), "minimize")
     sampler.sample()
     sampler.tell(0, None)
     assert set(sampler.sample()) == {"x", "k", "act"}
@@ -149,4 +166,5 @@ def test_a_failed_child_teaches_the_bayesian_sampler_nothing_but_does_not_stop_i
 @pytest.mark.parametrize("value, text", [(0.001, "0.001"), (64.0, "64"), (32, "32"), ("relu", "relu")])
 def test_hyperparameters_become_arguments_as_azure_passes_them(value, text):
     from azureml_offline.engine.sweep import argument
+
     assert argument(value) == text

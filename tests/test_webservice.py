@@ -1,4 +1,5 @@
 """Offline web services: score.py in azmlinfsrv, reached over HTTP as a client program would, with the SDK's surface."""
+
 import json
 import shutil
 import signal
@@ -182,8 +183,12 @@ def test_eight_concurrent_clients_are_all_answered_correctly(service, env):
         with requests.Session() as session:
             for request in range(200):
                 i = (number * 200 + request) % len(images)
-                response = session.post(service.scoring_uri, data=payload(images[i:i + 1]), timeout=30,
-                                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+                response = session.post(
+                    service.scoring_uri,
+                    data=payload(images[i : i + 1]),
+                    timeout=30,
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+                )
                 if response.status_code != 200 or response.json()[0]["digit"] != expected[i]:
                     wrong.append((i, response.status_code, response.text[:200]))
 
@@ -197,8 +202,13 @@ def test_eight_concurrent_clients_are_all_answered_correctly(service, env):
 
 def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_flight(service, env):
     port = free_port()
-    second = Model.deploy(env["workspace"], "mnist-local", [env["model"]], inference_config(env),
-                          LocalWebservice.deploy_configuration(port=port))
+    second = Model.deploy(
+        env["workspace"],
+        "mnist-local",
+        [env["model"]],
+        inference_config(env),
+        LocalWebservice.deploy_configuration(port=port),
+    )
     second.wait_for_deployment()
     assert second.state == "running" and second.scoring_uri == f"http://localhost:{port}/score"
     assert second.scoring_uri.split(":")[2] != service.scoring_uri.split(":")[2] and not second.auth_enabled
@@ -212,8 +222,10 @@ def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_fli
         while not stop.is_set():
             try:
                 response = post(second, payload(env["images"][:4]))
-                ok = response.status_code == 200 and [a["digit"] for a in response.json()] == \
-                    env["expected"][:4].tolist()
+                ok = (
+                    response.status_code == 200
+                    and [a["digit"] for a in response.json()] == env["expected"][:4].tolist()
+                )
                 outcomes.append("answered" if ok else f"wrong: {response.status_code} {response.text[:200]}")
             except requests.ConnectionError:
                 outcomes.append("refused")
@@ -241,13 +253,17 @@ def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_fli
 
 
 def test_failed_deployments_say_why_in_the_error_and_the_logs(env, own_source):
-    (own_source / "broken.py").write_text("def init():\n    raise RuntimeError('the broken script')\n"
-                                          "def run(data):\n    return data\n")
-    broken = Model.deploy(env["workspace"], "broken-script", [env["model"]],
-                          inference_config(env, "broken.py", own_source), OPEN)
+    (own_source / "broken.py").write_text(
+        "def init():\n    raise RuntimeError('the broken script')\ndef run(data):\n    return data\n"
+    )
+    broken = Model.deploy(
+        env["workspace"], "broken-script", [env["model"]], inference_config(env, "broken.py", own_source), OPEN
+    )
     no_model = Model.deploy(env["workspace"], "no-model", [], inference_config(env), OPEN)
-    for service, error in ((broken, "RuntimeError: the broken script"),
-                           (no_model, "FileNotFoundError: expected one model.npz")):
+    for service, error in (
+        (broken, "RuntimeError: the broken script"),
+        (no_model, "FileNotFoundError: expected one model.npz"),
+    ):
         with pytest.raises(WebserviceException, match="current service state: Failed") as raised:
             service.wait_for_deployment()
         assert error in str(raised.value) and error in service.get_logs()
@@ -256,7 +272,11 @@ def test_failed_deployments_say_why_in_the_error_and_the_logs(env, own_source):
 
 
 def test_a_service_outlives_the_process_that_deployed_it_and_stops_when_its_folder_goes(env):
-    deployer = subprocess.Popen([sys.executable, "-c", f"""
+    deployer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import sys
 from azureml.core.model import InferenceConfig
 from azureml_offline.model import Model
@@ -269,7 +289,12 @@ service = Model.deploy(ws, "from-a-kernel", [Model(ws, "chainer-dnn-mnist")], co
 service.wait_for_deployment()
 print("deployed", flush=True)
 sys.stdin.read()  # stays until killed, as a kernel
-"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert "deployed\n" in iter(deployer.stdout.readline, "")
     deployer.send_signal(signal.SIGKILL)  # the kernel dies
     deployer.wait()
@@ -284,8 +309,9 @@ sys.stdin.read()  # stays until killed, as a kernel
     assert server_processes(folder) == []
 
 
-def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model_as_on_azure(own_service, env,
-                                                                                             own_source):
+def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model_as_on_azure(
+    own_service, env, own_source
+):
     service = own_service
     service.update(auth_enabled=False, tags={"lesson": "03"})
     assert post(service, payload(env["images"][:1])).status_code == 200
@@ -293,7 +319,8 @@ def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model
     assert post(service, payload(env["images"][:1])).status_code == 401
     (own_source / "model_path.py").write_text(
         "import os\nfrom azureml.core.model import Model\ndef init():\n    pass\n"
-        "def run(data):\n    return os.path.relpath(Model.get_model_path('chainer-dnn-mnist'), os.environ['AZUREML_MODEL_DIR'])\n")
+        "def run(data):\n    return os.path.relpath(Model.get_model_path('chainer-dnn-mnist'), os.environ['AZUREML_MODEL_DIR'])\n"
+    )
     service.update(models=[env["model"]], inference_config=inference_config(env, "model_path.py", own_source))
     service.wait_for_deployment()
     assert service.tags == {"lesson": "03"} and service.state == "Healthy"

@@ -7,6 +7,7 @@ the process that submitted the run gone), and records how the run ended; any exc
 Failed with the SDK's error, or waiting for the run would never end. The inherited lock fd holds the run's
 runner.lock for as long as the process lives, so readers can tell when it has died.
 """
+
 import os
 import signal
 import sys

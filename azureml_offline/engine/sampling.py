@@ -9,6 +9,7 @@ Seeds: v1's RandomParameterSampling has no seed argument, but it passes `propert
 key is SDK v2's name for it (azure.ai.ml.sweep.RandomSamplingAlgorithm(seed=...)). Without it, each sweep
 draws other samples, as on Azure. BayesianParameterSampling takes the same property.
 """
+
 import itertools
 import math
 
@@ -76,8 +77,9 @@ class GridSampler:
 
     def __init__(self, space):
         names = list(space)
-        self.combinations = (dict(zip(names, values))
-                             for values in itertools.product(*(space[name][1][0] for name in names)))
+        self.combinations = (
+            dict(zip(names, values)) for values in itertools.product(*(space[name][1][0] for name in names))
+        )
 
     def sample(self):
         return next(self.combinations, None)

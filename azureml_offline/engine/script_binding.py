@@ -3,6 +3,7 @@
 Called from the runner's sitecustomize (script_path/sitecustomize.py), the one binding of the script
 side; the notebook side never imports this module.
 """
+
 import os
 
 from ..backend import open_run_folder

@@ -4,6 +4,7 @@ on a loopback port, in a session of its own, with the gunicorn hooks of server_h
 The server outlives the process that started it (a notebook cell, a kernel) and is found again from its
 server.json (pid, start time, port); it stops on delete() or once its service's folder is gone.
 """
+
 import re
 import shutil
 import socket
@@ -29,21 +30,41 @@ def start(service):
     models = definition["modelIds"]
     model_dir = service.models / models[0].replace(":", "/") if len(models) == 1 else service.models
     env = processes.child_environment(
-        AML_APP_ROOT=str(service.app), SERVICE_NAME=definition["name"], PYTHONUNBUFFERED="1",
+        AML_APP_ROOT=str(service.app),
+        SERVICE_NAME=definition["name"],
+        PYTHONUNBUFFERED="1",
         GUNICORN_CMD_ARGS="--config python:azureml_offline.engine.server_hooks",
         AZUREML_OFFLINE_SERVICE_DEFINITION=str(service.definition),
-        AZUREML_OFFLINE_SERVICE_ID=definition["serviceId"], AZUREML_OFFLINE_SERVICE_KEYS=str(service.keys),
-        AZUREML_OFFLINE_SERVICE_READY=str(service.ready), AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES))
+        AZUREML_OFFLINE_SERVICE_ID=definition["serviceId"],
+        AZUREML_OFFLINE_SERVICE_KEYS=str(service.keys),
+        AZUREML_OFFLINE_SERVICE_READY=str(service.ready),
+        AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES),
+    )
     # The workers are the parallelism: one BLAS thread each, or two workers' threads contend for the same cores.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    command = [azmlinfsrv(), "--entry_script", definition["entryScript"],
-               "--model_dir", str(model_dir), "--port", str(port), "--worker_count", str(WORKERS)]
+    command = [
+        azmlinfsrv(),
+        "--entry_script",
+        definition["entryScript"],
+        "--model_dir",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--worker_count",
+        str(WORKERS),
+    ]
     with open(service.server_log, "ab") as log:
-        process = subprocess.Popen(command, cwd=service.app, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=service.app,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     _servers[process.pid] = process
-    files.write_json(service.server, {"pid": process.pid, "startTime": processes.start_time(process.pid),
-                                      "port": port})
+    files.write_json(service.server, {"pid": process.pid, "startTime": processes.start_time(process.pid), "port": port})
 
 
 def azmlinfsrv():
@@ -51,8 +72,9 @@ def azmlinfsrv():
     beside = Path(sys.executable).with_name("azmlinfsrv")
     command = str(beside) if beside.exists() else shutil.which("azmlinfsrv")
     if not command:
-        raise WebserviceException("The offline web service needs azmlinfsrv: "
-                                  "pip install azureml-inference-server-http==1.5.1")
+        raise WebserviceException(
+            "The offline web service needs azmlinfsrv: pip install azureml-inference-server-http==1.5.1"
+        )
     return command
 
 
@@ -79,8 +101,11 @@ def stop(server):
     if not running(server):
         return
     process = _servers.get(server["pid"])
-    processes.stop_group(lambda: processes.group_members(server["pid"]), STOP_SECONDS,
-                         reap=process.poll if process is not None else lambda: None)
+    processes.stop_group(
+        lambda: processes.group_members(server["pid"]),
+        STOP_SECONDS,
+        reap=process.poll if process is not None else lambda: None,
+    )
 
 
 def startup_error(log):
@@ -88,6 +113,10 @@ def startup_error(log):
 
     The server wraps it in its own (azureml_inference_server_http....UserScriptException), logged after it."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    errors = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b:? ", line)
-              and not line.startswith("azureml_inference_server_http.")]
+    errors = [
+        line
+        for line in lines
+        if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b:? ", line)
+        and not line.startswith("azureml_inference_server_http.")
+    ]
     return (errors or lines or ["(no output)"])[-1].strip()

@@ -9,6 +9,7 @@ service needs around it, and change nothing in the app itself:
     (deleted, or its workspace removed), so no server outlives its service.
 The deploying process passes the files through environment variables (server.start).
 """
+
 import json
 import os
 import signal
@@ -68,13 +69,20 @@ class Gate:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > MAX_BODY_BYTES:
-            return self.reject(environ, start_response, "413 Request Entity Too Large",
-                               f"the request body has {length} bytes; at most {MAX_BODY_BYTES} are accepted")
+            return self.reject(
+                environ,
+                start_response,
+                "413 Request Entity Too Large",
+                f"the request body has {length} bytes; at most {MAX_BODY_BYTES} are accepted",
+            )
         accepted = self.current_keys()
         if accepted and environ.get("HTTP_AUTHORIZATION") not in accepted:
-            return self.reject(environ, start_response, "401 Unauthorized",
-                               "this service needs the header 'Authorization: Bearer <key>' with one of its keys "
-                               "(service.get_keys())")
+            return self.reject(
+                environ,
+                start_response,
+                "401 Unauthorized",
+                "this service needs the header 'Authorization: Bearer <key>' with one of its keys (service.get_keys())",
+            )
         return self.app(environ, start_response)
 
     def current_keys(self):
@@ -83,8 +91,9 @@ class Gate:
         if (stat.st_ino, stat.st_mtime_ns) != self.keys_stat:
             with open(KEYS) as f:
                 keys = json.load(f)
-            self.accepted = {f"Bearer {keys[k]}" for k in ("primaryKey", "secondaryKey")} if keys["authEnabled"] \
-                else set()
+            self.accepted = (
+                {f"Bearer {keys[k]}" for k in ("primaryKey", "secondaryKey")} if keys["authEnabled"] else set()
+            )
             self.keys_stat = (stat.st_ino, stat.st_mtime_ns)
         return self.accepted
 

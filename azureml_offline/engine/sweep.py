@@ -7,6 +7,7 @@ the machine's cores shared out, and records the best child. Cancelling the paren
 kernel going away, cancels every child; were the driver itself killed, each child's runner sees its
 parent gone and stops its script.
 """
+
 import json
 import os
 import time
@@ -66,9 +67,12 @@ class Sweep:
         """Start, watch and stop children until the sweep ends; return its final status record."""
         sampling_name = self.settings["generator_config"]["name"]
         space = self.settings["generator_config"]["parameter_space"]
-        self.log("API", f"Sweep {self.parent.run_id}: {sampling_name} sampling of {', '.join(space)}; policy "
-                        f"{self.policy['name']}; primary metric {self.metric} ({'maximize' if self.maximize else 'minimize'}); "
-                        f"{self.settings['max_total_runs']} runs, {self.settings['max_concurrent_runs']} at a time")
+        self.log(
+            "API",
+            f"Sweep {self.parent.run_id}: {sampling_name} sampling of {', '.join(space)}; policy "
+            f"{self.policy['name']}; primary metric {self.metric} ({'maximize' if self.maximize else 'minimize'}); "
+            f"{self.settings['max_total_runs']} runs, {self.settings['max_concurrent_runs']} at a time",
+        )
         self.share_cores()
         deadline = time.monotonic() + 60 * self.settings["max_duration_minutes"]
         exhausted = False
@@ -78,13 +82,19 @@ class Sweep:
                 self.stop_children()
                 return {"status": "Canceled"}
             if time.monotonic() > deadline:
-                self.log("CONTROLLER", f"max_duration_minutes ({self.settings['max_duration_minutes']}) reached: "
-                                       "canceling the running children")
+                self.log(
+                    "CONTROLLER",
+                    f"max_duration_minutes ({self.settings['max_duration_minutes']}) reached: "
+                    "canceling the running children",
+                )
                 self.stop_children()
                 break
             self.watch()
-            while not exhausted and self.running() < self.settings["max_concurrent_runs"] \
-                    and len(self.children) < self.settings["max_total_runs"]:
+            while (
+                not exhausted
+                and self.running() < self.settings["max_concurrent_runs"]
+                and len(self.children) < self.settings["max_total_runs"]
+            ):
                 parameters = self.sampler.sample()
                 if parameters is None:
                     exhausted = True
@@ -102,9 +112,12 @@ class Sweep:
         cores = len(os.sched_getaffinity(0))
         threads = processes.thread_environment(self.settings["max_concurrent_runs"], cores)
         os.environ.update(threads)  # inherited by each child
-        self.log("SCHEDULER", f"Each child runs {threads[THREAD_VARIABLES[0]]} thread(s) per pool "
-                              f"({', '.join(THREAD_VARIABLES)}): {cores} cores, "
-                              f"{self.settings['max_concurrent_runs']} children at a time")
+        self.log(
+            "SCHEDULER",
+            f"Each child runs {threads[THREAD_VARIABLES[0]]} thread(s) per pool "
+            f"({', '.join(THREAD_VARIABLES)}): {cores} cores, "
+            f"{self.settings['max_concurrent_runs']} children at a time",
+        )
 
     def running(self):
         return sum(not child.ended for child in self.children)
@@ -116,14 +129,18 @@ class Sweep:
         arguments = []
         for name, value in parameters.items():
             arguments += [name if name.startswith("-") else f"--{name}", argument(value)]
-        config = ScriptRunConfig(source_directory=str(self.parent.snapshot), script=self.template["script"],
-                                 arguments=self.template["arguments"])
+        config = ScriptRunConfig(
+            source_directory=str(self.parent.snapshot),
+            script=self.template["script"],
+            arguments=self.template["arguments"],
+        )
         config.run_config.target = self.parent.definition()["target"]
         config.run_config.environment.name = self.template["environment"]
         # The parent's tags hold each child's hyperparameters, which get_hyperparameters() reads, as on Azure.
         self.parent.append_tag(run_id, json.dumps(parameters))
-        folder = self.backend.submit_run(self.experiment, config, None, run_id=run_id, parent_id=self.parent.run_id,
-                                         arguments=arguments)
+        folder = self.backend.submit_run(
+            self.experiment, config, None, run_id=run_id, parent_id=self.parent.run_id, arguments=arguments
+        )
         self.children.append(Child(index, folder, parameters))
         self.log("GENERATOR", f"{run_id}: {json.dumps(parameters)}")
 
@@ -137,13 +154,18 @@ class Sweep:
         for child in self.children:
             for interval in range(child.evaluated + 1, len(child.values) + 1):
                 child.evaluated = interval
-                reason = None if child.ended or child.stopped_by_policy else \
-                    policies.reason_to_stop(self.policy, self.maximize, histories, child.run_id, interval)
+                reason = (
+                    None
+                    if child.ended or child.stopped_by_policy
+                    else policies.reason_to_stop(self.policy, self.maximize, histories, child.run_id, interval)
+                )
                 if reason:
                     child.stopped_by_policy = True
                     child.folder.request_cancel()  # its runner stops the script at once: Canceled
-                    self.log("ENFORCER", f"Canceling {child.run_id} at interval {interval} "
-                                         f"({self.policy['name']} policy): {reason}")
+                    self.log(
+                        "ENFORCER",
+                        f"Canceling {child.run_id} at interval {interval} ({self.policy['name']} policy): {reason}",
+                    )
                     break
             if child.ended and not child.told:
                 child.told = True
@@ -161,9 +183,19 @@ class Sweep:
         value = best_of(best.values, self.maximize)
         if final or best is not self.best or value != self.best_value:
             self.best, self.best_value = best, value
-            self.parent.append_metric({"name": BEST_CHILD_TABLE, "description": None, "row": {
-                "metric_name": self.metric, "timestamp": files.utc_now(), "run_id": best.run_id,
-                "metric_value": value, "final": final}})
+            self.parent.append_metric(
+                {
+                    "name": BEST_CHILD_TABLE,
+                    "description": None,
+                    "row": {
+                        "metric_name": self.metric,
+                        "timestamp": files.utc_now(),
+                        "run_id": best.run_id,
+                        "metric_value": value,
+                        "final": final,
+                    },
+                }
+            )
 
     def stop_children(self):
         """Cancel every running child and wait until each has ended."""
@@ -187,19 +219,24 @@ class Sweep:
         self.record_best(final=True)
         counts = {status: sum(child.status == status for child in self.children) for status in TERMINAL_STATES}
         by_policy = sum(child.stopped_by_policy and child.status == "Canceled" for child in self.children)
-        summary = (f"{len(self.children)} child runs: {counts['Completed']} completed, {counts['Canceled']} canceled "
-                   f"({by_policy} by the policy), {counts['Failed']} failed")
+        summary = (
+            f"{len(self.children)} child runs: {counts['Completed']} completed, {counts['Canceled']} canceled "
+            f"({by_policy} by the policy), {counts['Failed']} failed"
+        )
         if self.best is not None:
             self.parent.add_property("best_child_run_id", self.best.run_id)
             self.parent.add_property("score", str(self.best_value))
-            self.log("CONTROLLER", f"Best child run: {self.best.run_id}, {self.metric} {self.best_value:.4g}; "
-                                   f"{summary}")
+            self.log(
+                "CONTROLLER", f"Best child run: {self.best.run_id}, {self.metric} {self.best_value:.4g}; {summary}"
+            )
         else:
             self.log("CONTROLLER", f"No child logged {self.metric}; {summary}")
         if self.children and counts["Failed"] == len(self.children):
             first = self.error_message(self.children[0])
-            return {"status": "Failed",
-                    "error": run_error("UserError", f"All {len(self.children)} child runs failed; the first: {first}")}
+            return {
+                "status": "Failed",
+                "error": run_error("UserError", f"All {len(self.children)} child runs failed; the first: {first}"),
+            }
         return {"status": "Completed"}
 
 

@@ -6,6 +6,7 @@ and numbered entries (run numbers, model versions) are claimed by an atomic rena
 anyway (a disk that filled up, a hand edit) is reported with the file's name. Which files exist and
 where is layout.py's business, not this module's.
 """
+
 import contextlib
 import fcntl
 import json
@@ -23,8 +24,10 @@ class DamagedFile(UserErrorException):
     """A workspace file that exists but cannot be read: the message names it."""
 
     def __init__(self, path, reason):
-        super().__init__(f"The offline workspace file {path} is damaged ({reason}); "
-                         "it affects only what it records: delete or repair it")
+        super().__init__(
+            f"The offline workspace file {path} is damaged ({reason}); "
+            "it affects only what it records: delete or repair it"
+        )
         self.path = Path(path)
 
 
@@ -175,8 +178,11 @@ def names(parent, suffix=""):
     """The names of the entries in `parent` (that end in `suffix`, without it), sorted; none if it is missing."""
     if not Path(parent).is_dir():
         return []
-    return sorted(p.name[:len(p.name) - len(suffix)] for p in Path(parent).iterdir()
-                  if p.name.endswith(suffix) and not p.name.startswith("."))
+    return sorted(
+        p.name[: len(p.name) - len(suffix)]
+        for p in Path(parent).iterdir()
+        if p.name.endswith(suffix) and not p.name.startswith(".")
+    )
 
 
 def inside(base, name):

@@ -27,6 +27,7 @@ The backend (backend.py) and the engine's processes call WorkspaceFolder, RunFol
 never build a path themselves. Names arrive here already checked against the SDK's rules; plain_name()
 still refuses any that would leave its folder.
 """
+
 import fcntl
 import os
 import shutil
@@ -101,19 +102,24 @@ class WorkspaceFolder:
         Staging folders left by a process killed while filling them are removed here.
         """
         root = Path(root) if root is not None else workspace_dir()
-        where = f"{WORKSPACE_DIR_VARIABLE}={os.environ[WORKSPACE_DIR_VARIABLE]!r}" \
-            if os.environ.get(WORKSPACE_DIR_VARIABLE) else f"the offline workspace folder {shown(root)!r}"
+        where = (
+            f"{WORKSPACE_DIR_VARIABLE}={os.environ[WORKSPACE_DIR_VARIABLE]!r}"
+            if os.environ.get(WORKSPACE_DIR_VARIABLE)
+            else f"the offline workspace folder {shown(root)!r}"
+        )
         try:
             root.mkdir(parents=True, exist_ok=True)
             folder = cls(root.resolve(strict=True))
             if not (folder.root / "workspace.json").exists():
-                files.write_json(folder.root / "workspace.json", {"name": "offline-workspace",
-                                                                  "created": files.utc_now()})
+                files.write_json(
+                    folder.root / "workspace.json", {"name": "offline-workspace", "created": files.utc_now()}
+                )
             files.remove_abandoned(folder.root / ".staging")
         except (OSError, RuntimeError) as error:  # RuntimeError: pathlib's symlink loop
             reason = "not a folder" if isinstance(error, FileExistsError) else getattr(error, "strerror", str(error))
-            raise UserErrorException(f"{where} cannot hold the offline workspace: it must be a folder this user "
-                                     f"can write ({reason})") from None
+            raise UserErrorException(
+                f"{where} cannot hold the offline workspace: it must be a folder this user can write ({reason})"
+            ) from None
         return folder
 
     @classmethod
@@ -174,7 +180,9 @@ class WorkspaceFolder:
 
     def children(self, experiment, parent_id):
         """The runs of `experiment` whose parent is run `parent_id`, oldest first."""
-        return [run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id]
+        return [
+            run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id
+        ]
 
     def new_run(self, experiment, definition, tags, source=None, properties=None):
         """Publish a new run of `experiment` (status Queued) and return (RunFolder, lock).
@@ -218,10 +226,13 @@ class WorkspaceFolder:
             for name in names:
                 path = os.path.abspath(os.path.join(folder, name))
                 # A folder is matched with a trailing slash, so that a pattern such as "data/" applies to it.
-                if ignore_file.is_file_excluded(path + os.sep if os.path.isdir(path) else path) \
-                        or Path(path).resolve() == self.root:
+                if (
+                    ignore_file.is_file_excluded(path + os.sep if os.path.isdir(path) else path)
+                    or Path(path).resolve() == self.root
+                ):
                     ignored.add(name)
             return ignored
+
         return ignore
 
     def _runs(self, experiment):
@@ -384,12 +395,16 @@ class RunFolder:
         """The metric records: each has a name and one of value, values (a list) or row (a dict)."""
         records = []
         for record in files.read_records(self.path / "metrics.jsonl"):
-            if isinstance(record.get("name"), str) and ("value" in record or isinstance(record.get("values"), list)
-                                                        or isinstance(record.get("row"), dict)):
+            if isinstance(record.get("name"), str) and (
+                "value" in record or isinstance(record.get("values"), list) or isinstance(record.get("row"), dict)
+            ):
                 records.append(record)
             else:
-                warnings.warn(f"{self.path / 'metrics.jsonl'}: a record that is not a metric, skipped: {record}",
-                              files.DamagedRecordWarning, stacklevel=2)
+                warnings.warn(
+                    f"{self.path / 'metrics.jsonl'}: a record that is not a metric, skipped: {record}",
+                    files.DamagedRecordWarning,
+                    stacklevel=2,
+                )
         return records
 
     def metric_values(self, name):

@@ -7,6 +7,7 @@ Python imports only the first sitecustomize on its path, so this one runs the on
 Only the standard library is imported here: the SDK, slow to import, is bound when the script imports
 azureml.core.run, and the run is looked up (azureml_offline.engine.script_binding) when the script asks for it.
 """
+
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -34,6 +35,7 @@ class _BindWhenImported(importlib.abc.MetaPathFinder):
 
 def _offline_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
     import azureml_offline.engine.script_binding  # here, not above: only a script that asks for its run pays for it
+
     return azureml_offline.engine.script_binding.current_run()
 
 
