@@ -16,8 +16,8 @@ import os
 from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, LEGACY_PROJECT_FILENAME
 from azureml._file_utils.file_utils import traverse_up_path_and_find_file
 
-from .state.layout import shown, workspace_dir
 from .engine import openblas
+from .state.layout import shown, workspace_dir
 
 # Where the stand-ins go: (module, attribute, stand-in module, stand-in class). Imported when switched on,
 # so that importing this package (as every offline run's runner does) does not load them all.
@@ -64,7 +64,7 @@ def activate():
     openblas.choose_for_this_process()
     # Import every stand-in first: they capture the real classes they build on before any is replaced.
     stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
-    for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins):
+    for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins, strict=True):
         module = importlib.import_module(target)
         _replaced.setdefault((target, attribute), getattr(module, attribute))
         setattr(module, attribute, stand_in)

@@ -15,8 +15,8 @@ import requests
 from azureml._model_management._util import webservice_name_validation
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
-from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration
 from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
+from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration
 from azureml.exceptions import WebserviceException
 
 from .backend import ACI, LOCAL, backend_of

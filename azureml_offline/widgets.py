@@ -196,7 +196,7 @@ def children_table(state):
 def chart_png(charts, legend_title=None):
     """PNG bytes of one line chart per entry of `charts` ({title: {label: values by interval}})."""
     figure = Figure(figsize=(CHART_INCHES[0] * len(charts), CHART_INCHES[1]), dpi=CHART_DPI, layout="constrained")
-    for axes, (title, series) in zip(figure.subplots(1, len(charts), squeeze=False)[0], charts.items()):
+    for axes, (title, series) in zip(figure.subplots(1, len(charts), squeeze=False)[0], charts.items(), strict=True):
         for label, values in series.items():
             axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label or None)
         axes.set(title=title, xlabel="interval (each value logged)")

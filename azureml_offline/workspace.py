@@ -28,7 +28,7 @@ class Workspace:
 
     @staticmethod
     def from_config(path=None, auth=None):
-        """The offline workspace. A configuration file and credentials name an Azure workspace: offline they are unused."""
+        """The offline workspace. A configuration file and credentials name an Azure workspace: unused offline."""
         return Workspace(OFFLINE_ID, OFFLINE_ID, NAME)
 
     @staticmethod

@@ -153,7 +153,7 @@ def main():
     ).stdout.split()
     print(f"Load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    ratios = [ours / theirs for ours, theirs in zip(medians["chainer_mnist.py"], medians["PyTorch"])]
+    ratios = [ours / theirs for ours, theirs in zip(medians["chainer_mnist.py"], medians["PyTorch"], strict=True)]
     print(
         f"\nMNIST, {args.unit} units, batch {args.batchsize}, CPU, {args.threads or 'all'} thread(s); "
         f"median s/epoch of each run after a warm-up epoch"

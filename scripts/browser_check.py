@@ -2,8 +2,8 @@
 
 A manual check, not part of CI: does the live RunDetails view render and update in JupyterLab 4 while the run
 trains (lesson 1) or the sweep runs (lesson 2, `--notebook 02-tune-hyperparameters.ipynb`), and do the plots render?
-The same in Notebook 7 with `--frontend notebook`. Needs Debian's `chromium` and `pip install playwright` (it drives the system
-Chromium, nothing is downloaded). Runs offline in a throw-away workspace; from the repository root:
+The same in Notebook 7 with `--frontend notebook`. Needs Debian's `chromium` and `pip install playwright` (it
+drives the system Chromium, nothing is downloaded). Runs offline in a throw-away workspace; from the repository root:
 
     MNIST_DIR=../shared/data/mnist .venv/bin/python scripts/browser_check.py --out build/screenshots
 """

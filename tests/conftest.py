@@ -1,10 +1,10 @@
 import gc
 
 import pytest
+from synthetic_mnist import write_dataset
 
 import azureml_offline
 from azureml_offline.workspace import Workspace
-from synthetic_mnist import write_dataset
 
 # The lessons' nbval runs take the longest: started first, they overlap the rest of the suite on the other workers.
 # pytest-random-order shuffles after this hook; pytest-reverse reverses before it, so it is left alone then.

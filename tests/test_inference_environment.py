@@ -1,10 +1,10 @@
-"""The web service's conda file serves the model with the packages that trained it, under the offline server's version."""
+"""The web service's conda file serves the model with the packages that trained it, at the offline server's
+version."""
 
 import re
 import tomllib
 
 import yaml
-
 from helpers import REPO
 
 SHARED = ("python", "numpy", "setuptools", "chainer", "numba")

@@ -4,7 +4,6 @@ import re
 
 import nbformat
 import yaml
-
 from helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"

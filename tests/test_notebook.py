@@ -10,10 +10,10 @@ import re
 
 import nbformat
 import pytest
+from helpers import REPO, assert_nbval_passed, code_cell, layout, nbval, offline_env
 from nbclient import NotebookClient
 
 from azureml_offline.state.layout import WorkspaceFolder
-from helpers import REPO, assert_nbval_passed, code_cell, layout, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "01-train-and-register.ipynb"
 # Lesson 2 tunes what lesson 1 set up, in the same workspace, as make tutorial runs them. Lessons 3 and 4 have

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import nbformat
+from helpers import REPO, assert_nbval_passed, nbval, offline_env
 
 from azureml_offline.model import Model
 from azureml_offline.workspace import workspace_at
-from helpers import REPO, assert_nbval_passed, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "03-deploy-web-service.ipynb"
 

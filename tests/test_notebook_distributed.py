@@ -1,7 +1,6 @@
 """Lesson 4, the MPI job, run cell by cell against the offline workspace: its 2 ranks really run under mpiexec."""
 
 import nbformat
-
 from helpers import REPO, assert_nbval_passed, code_cell, layout, nbval, offline_env
 
 NOTEBOOK = REPO / "notebooks" / "04-distributed-training.ipynb"

@@ -4,12 +4,13 @@ import re
 import subprocess
 
 import pytest
-
 from helpers import REPO
 
 FORBIDDEN = {
-    "a GUID (subscription, tenant or run id)": r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
-    "an absolute home or machine path": r"(?<![\w.])(/(home|root|Users|work|tmp|mnt|opt|var)/[\w.-]+|[A-Za-z]:\\\\[\w.-]+)",
+    "a GUID (subscription, tenant or run id)": r"\b[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b",
+    "an absolute home or machine path": (
+        r"(?<![\w.])(/(home|root|Users|work|tmp|mnt|opt|var)/[\w.-]+|[A-Za-z]:\\\\[\w.-]+)"
+    ),
     "a storage key or SAS token": r"(AccountKey=|SharedAccessSignature=|[?&]sig=[\w%]{10,})",
     "a private key": r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
     "a workspace configuration": r'\\?"subscription_id\\?"\s*:',

@@ -1,13 +1,14 @@
-"""state.layout.WorkspaceFolder: the layout that sweeps (child runs), web services and MPI jobs (per-rank logs) build on."""
+"""state.layout.WorkspaceFolder: the layout that sweeps (child runs), web services and MPI jobs (per-rank logs)
+build on."""
 
 import os
 
 import pytest
 from azureml.exceptions import UserErrorException
 
-from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.experiment import Experiment
 from azureml_offline.run import Run
+from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.workspace import workspace_at
 
 

@@ -1,10 +1,10 @@
 """The tutorial's training script, unchanged, submitted to the offline workspace for one epoch."""
 
 from azureml.core import ScriptRunConfig
+from helpers import REPO
 
 from azureml_offline.experiment import Experiment
 from azureml_offline.workspace import Workspace
-from helpers import REPO
 
 
 def test_chainer_mnist_runs_offline_and_comes_back_with_metrics_and_model(mnist_dir, tmp_path, monkeypatch):

@@ -8,10 +8,10 @@ from azureml.core.compute import AmlCompute
 from azureml.exceptions import TrainingException
 from azureml.train.dnn import Chainer
 from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
+from helpers import REPO, STAND_IN
 
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
-from helpers import REPO, STAND_IN
 
 
 @pytest.fixture

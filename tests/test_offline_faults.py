@@ -10,17 +10,17 @@ import pytest
 from azureml.core import ScriptRunConfig
 from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, WebserviceException
+from helpers import alive, eventually, script_config, started_script
 
 from azureml_offline import backend as backend_module
 from azureml_offline.backend import backend_of
-from azureml_offline.state import files as store
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
+from azureml_offline.state import files as store
 from azureml_offline.state.files import DamagedFile, DamagedRecordWarning
 from azureml_offline.workspace import Workspace
-from helpers import alive, eventually, script_config, started_script
 
 QUICK = "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/model.txt', 'w').write('m')\n"
 

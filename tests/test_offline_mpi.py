@@ -7,11 +7,11 @@ import pytest
 from azureml.core.compute import AmlCompute
 from azureml.core.runconfig import MpiConfiguration
 from azureml.exceptions import ActivityFailedException, UserErrorException
+from helpers import alive, eventually, processes_with, script_config
 
 from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
-from helpers import alive, eventually, processes_with, script_config
 
 # A plain mpi4py script as Azure ML v1 samples write them: nothing in it knows about the offline workspace.
 PLAIN_MPI4PY = """

@@ -10,6 +10,7 @@ from azureml.core.compute import AmlCompute
 from azureml.core.model import InferenceConfig
 from azureml.core.runconfig import MpiConfiguration
 from azureml.train.hyperdrive import choice
+from helpers import script_config, sweep_config
 
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.engine import openblas
@@ -17,7 +18,6 @@ from azureml_offline.engine.processes import child_environment
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.webservice import AciWebservice
-from helpers import script_config, sweep_config
 
 # /proc/cpuinfo's lines as x86 Linux writes them; the avx512 set on a CPU that has AVX2 too.
 HASWELL_FLAGS = "fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2"

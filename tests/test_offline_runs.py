@@ -11,16 +11,16 @@ import threading
 import pytest
 from azureml.core.compute import AmlCompute
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, WebserviceException
+from helpers import alive, eventually, script_config, started_script
 
 from azureml_offline import compute
-from azureml_offline.state import files as store
 from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
+from azureml_offline.state import files as store
 from azureml_offline.workspace import Workspace
-from helpers import alive, eventually, script_config, started_script
 
 # A classic Azure ML v1 training script: nothing in it knows about the offline workspace.
 CLASSIC_SCRIPT = """
@@ -289,7 +289,7 @@ def test_a_run_whose_runner_dies_fails_instead_of_hanging(workspace, tmp_path, m
     eventually(reopened_run_failed, seconds=10)
     assert "runner" in reopened[1].get_details()["error"]["error"]["message"]
     for pid in script_pids:
-        eventually(lambda: not alive(pid))  # the script dies with its runner
+        eventually(lambda pid=pid: not alive(pid))  # the script dies with its runner
 
 
 HIDDEN_SITECUSTOMIZE = "import os\nos.environ['HIDDEN_SITECUSTOMIZE'] = 'ran'\n"

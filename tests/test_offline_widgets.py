@@ -3,11 +3,11 @@
 import textwrap
 
 from azureml.core import ScriptRunConfig
+from helpers import eventually, sweep_config
 
 from azureml_offline import widgets
 from azureml_offline.experiment import Experiment
 from azureml_offline.workspace import Workspace
-from helpers import eventually, sweep_config
 
 PNG = b"\x89PNG"
 

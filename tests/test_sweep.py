@@ -14,15 +14,15 @@ import pytest
 from azureml.core.compute import AmlCompute
 from azureml.train.hyperdrive import BanditPolicy, BayesianParameterSampling, RandomParameterSampling, choice, uniform
 from azureml.train.hyperdrive.exceptions import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
+from helpers import STAND_IN, alive, eventually, sweep_config
 
-from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
+from azureml_offline.engine.processes import THREAD_VARIABLES
 from azureml_offline.experiment import Experiment
 from azureml_offline.hyperdrive import HyperDriveRun
 from azureml_offline.run import metric_values
-from azureml_offline.engine.processes import THREAD_VARIABLES
-from helpers import STAND_IN, alive, eventually, sweep_config
+from azureml_offline.state.layout import WorkspaceFolder
 
 
 @pytest.fixture

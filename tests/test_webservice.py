@@ -16,15 +16,15 @@ import pytest
 import requests
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import WebserviceException
+from helpers import REPO
 
 from azureml_offline.backend import backend_of, copy_app
-from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.engine.server import free_port
 from azureml_offline.model import Model
+from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice
 from azureml_offline.workspace import workspace_at
 from chainer_mnist import MLP
-from helpers import REPO
 
 SCORE = REPO / "score.py"
 ACI = AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1, auth_enabled=True)
@@ -319,7 +319,8 @@ def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model
     assert post(service, payload(env["images"][:1])).status_code == 401
     (own_source / "model_path.py").write_text(
         "import os\nfrom azureml.core.model import Model\ndef init():\n    pass\n"
-        "def run(data):\n    return os.path.relpath(Model.get_model_path('chainer-dnn-mnist'), os.environ['AZUREML_MODEL_DIR'])\n"
+        "def run(data):\n"
+        "    return os.path.relpath(Model.get_model_path('chainer-dnn-mnist'), os.environ['AZUREML_MODEL_DIR'])\n"
     )
     service.update(models=[env["model"]], inference_config=inference_config(env, "model_path.py", own_source))
     service.wait_for_deployment()

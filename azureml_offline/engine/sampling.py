@@ -78,7 +78,8 @@ class GridSampler:
     def __init__(self, space):
         names = list(space)
         self.combinations = (
-            dict(zip(names, values)) for values in itertools.product(*(space[name][1][0] for name in names))
+            dict(zip(names, values, strict=True))
+            for values in itertools.product(*(space[name][1][0] for name in names))
         )
 
     def sample(self):

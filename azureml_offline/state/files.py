@@ -14,7 +14,7 @@ import os
 import shutil
 import uuid
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from azureml.exceptions import UserErrorException
@@ -209,4 +209,4 @@ def file_names(base):
 
 def utc_now():
     """A timestamp in the SDK's format, e.g. 2024-01-01T13:08:01.713777Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

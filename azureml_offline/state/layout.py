@@ -165,7 +165,7 @@ class WorkspaceFolder:
         for number in reversed(files.numbers(self._runs(experiment))):
             run = self.run(experiment, number)
             try:
-                run.run_id
+                run.run_id  # noqa: B018 -- reading it reads run.json
             except DamagedFile as error:
                 warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
                 continue
