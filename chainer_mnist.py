@@ -14,6 +14,7 @@ import ctypes
 import fcntl
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -43,10 +44,6 @@ class UsageError(Exception):
 
 class DataError(UsageError):
     """A missing, damaged or undownloadable MNIST file; the message names it."""
-
-
-class OutputError(UsageError):
-    """An output folder or file that cannot be used, written or resumed from; the message names it."""
 
 
 class MLP(chainer.Chain):
@@ -310,37 +307,33 @@ def load_mnist(data_dir=None):
 
 # The output folder: model.npz, model.json and the checkpoint, each written whole or not at all.
 
-CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
-
 
 @contextlib.contextmanager
 def output_folder(path, units):
-    """Create the folder, check that it takes the model and its checkpoint (3 copies), and hold it for this run alone
-    until the block ends; each problem found here, before any data is read, is one OutputError."""
-    path, room = Path(path), 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(units)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"the output folder {path} is a file")
+    """Create the folder, check that it takes the model and its checkpoint, and hold it for this run alone until the
+    block ends: all before any data is read."""
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:  # A file on the way (Not a directory), a read-only parent, ...
-        raise OutputError(f"cannot create the output folder {path}: {e.strerror}") from None
+    except OSError as e:  # A file there (File exists) or on the way (Not a directory), a read-only parent, ...
+        raise UsageError(f"cannot create the output folder {path}: {e.strerror}") from None
     try:
-        try:  # On the folder itself, so no lock file is left; the kernel releases it however the process ends.
+        try:  # On the folder itself: no lock file, and the kernel releases it however the process ends.
             fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(
-                f"another run is writing to the output folder {path}; wait or pass another --output_dir"
-            ) from None
+            busy = f"another run is writing to the output folder {path}; wait or pass another --output_dir"
+            raise UsageError(busy) from None
         except OSError:  # A file system without locks: go on without.
             pass
         try:
             tempfile.TemporaryFile(dir=path).close()
         except OSError as e:
-            raise OutputError(f"cannot write in the output folder {path}: {e.strerror}") from None
+            raise UsageError(f"cannot write in the output folder {path}: {e.strerror}") from None
+        room = 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(units)  # The model, 3 in the checkpoint.
         if (free := os.statvfs(path).f_bavail * os.statvfs(path).f_frsize) < room:
             need = f"the model and its checkpoint need {room / 2**20:.0f} MiB"
-            raise OutputError(f"the output folder {path} has {free / 2**20:.0f} MiB free; {need}")
+            raise UsageError(f"the output folder {path} has {free / 2**20:.0f} MiB free; {need}")
         yield path
     finally:
         os.close(folder)
@@ -351,33 +344,23 @@ def save_atomically(path, write):
     file or the whole new one, never a partial one, nor a temporary file taken for a model."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        # Not mkstemp, whose files are private whatever the umask: the model is not.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        with open(temporary, "xb") as f:  # Not mkstemp, whose files are private whatever the umask.
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
     except OSError as e:  # Disk full, file too large, read-only, ...: the old file, if any, stays.
-        raise OutputError(f"cannot save {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot save {path}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def save_npz(path, arrays, compress=False):
-    """np.savez, atomically, and closing its zip file even when a write fails (np.savez leaves it to the garbage
-    collector, which writes to the closed file later, with a traceback)."""
-
-    def write(f):
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-    save_atomically(path, write)
+    """np.savez, atomically; into memory first, since np.savez leaves its zip file open when a write fails."""
+    buffer = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
+    save_atomically(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def state_of(target, path=""):
@@ -387,32 +370,32 @@ def state_of(target, path=""):
     return state.target
 
 
+CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
+
+
 def read_checkpoint(path, settings):
-    """The checkpoint's arrays, checked to be whole, of this format and these settings; None if there is none."""
+    """The checkpoint's arrays, checked to be whole, of this format and of these settings; None if there is none."""
     if not path.exists():
         return None
     afresh = "start afresh with --no-resume, or pass another --output_dir"
     try:
         with np.load(path) as f:
-            saved = {name: f[name] for name in f.files}
+            saved = dict(f)
         if int(saved.get("format", 1)) != CHECKPOINT_FORMAT:
-            raise OutputError(f"{path} was written by an older version of this script; {afresh}")
+            raise UsageError(f"{path} was written by an older version of this script; {afresh}")
         was = json.loads(str(saved["settings"]))
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise OutputError(f"{path} is damaged ({str(e) or type(e).__name__}); {afresh}") from None
+        raise UsageError(f"{path} is damaged ({str(e) or type(e).__name__}); {afresh}") from None
     if was != settings:
-        differences = ", ".join(
-            f"{FLAGS[k]} {v} here, {was.get(k)} there" for k, v in settings.items() if v != was.get(k)
-        )
-        raise OutputError(f"{path} is from a run with other settings ({differences}); use them, or {afresh}")
+        differences = [f"{FLAGS[k]} {v} here, {was.get(k)} there" for k, v in settings.items() if v != was.get(k)]
+        raise UsageError(f"{path} is from a run with other settings ({', '.join(differences)}); use them, or {afresh}")
     return saved
 
 
 def resume(saved, model, optimizer, data):
-    """Put the checkpoint's model and Adam's state in place; return the first epoch still to train and the metrics
-    of the last one trained. Never from a checkpoint of other data."""
+    """Load the checkpoint's model and Adam state; return the first epoch to train and the last one's metrics."""
     if (was := json.loads(str(saved["data"]))) != data:
-        raise OutputError(
+        raise UsageError(
             f"{CHECKPOINT} was trained on other data ({was['train_examples']} training examples, fingerprint "
             f"{was['fingerprint']}; these are {data['train_examples']}, {data['fingerprint']}): pass the same "
             "--data-dir, another --output_dir, or --no-resume"
@@ -423,12 +406,12 @@ def resume(saved, model, optimizer, data):
 
 
 def save_model(folder, model, record):
-    """model.npz, then model.json with its SHA-256. The old model.json goes first: whenever the process stops,
-    a model.json there describes the model.npz beside it (a resumed run writes both again)."""
+    """model.npz, then model.json with its SHA-256. The old model.json goes first, so that a model.json always
+    describes the model.npz beside it (a resumed run writes both again)."""
     try:
         (folder / "model.json").unlink(missing_ok=True)
     except OSError as e:
-        raise OutputError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
+        raise UsageError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
     save_npz(folder / "model.npz", state_of(model), compress=True)
     with open(folder / "model.npz", "rb") as f:
         record = {**record, "model_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
