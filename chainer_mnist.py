@@ -1,11 +1,9 @@
 #!/usr/bin/env python
 """Train a multi-layer perceptron on MNIST with Chainer, on Azure Machine Learning or offline.
 
-Chainer's examples/mnist/train_mnist.py with the Azure ML sample's command line (--epochs, --batchsize,
---output_dir): metrics go to the Azure ML run, the model to <output_dir>/model.npz, its metrics to model.json, and a
-killed run resumes from checkpoint.npz. Under mpiexec, N ranks share each minibatch (ChainerMN) and train the model
-one process trains. Read from the top: the model, an epoch, main(); then the data, the output folder, the ranks of
-an MPI job, the device, and a fused Adam update for the CPU.
+Chainer's examples/mnist/train_mnist.py with the Azure ML sample's command line: metrics go to the Azure ML run, the
+model to <output_dir>/model.npz and model.json, and a killed run resumes from checkpoint.npz. Under mpiexec, the ranks
+share each minibatch (ChainerMN). The core comes first (the model, an epoch, main()); the machinery follows it.
 """
 
 import argparse
@@ -64,7 +62,6 @@ class MLP(chainer.Chain):
 
 
 def build(n_units, seed, device, lr=0.001):
-    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer, Adam with step size lr."""
     np.random.seed(seed)
     device.xp.random.seed(seed)
     model = L.Classifier(MLP(n_units))
@@ -94,7 +91,6 @@ def train(model, optimizer, x, t, order, batchsize, alpha_at, share=lambda batch
 
 
 def test(model, x, t, batchsize=1000):
-    """Mean loss and accuracy over (x, t) in large batches, without building a graph."""
     loss = accuracy = 0
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         for i in range(0, len(x), batchsize):
@@ -222,7 +218,7 @@ MAX_EXAMPLES = 1_000_000  # More examples than this in one file is no MNIST: ref
 
 
 def read_idx(path, ndim):
-    """The uint8 array of an IDX file (.gz or not); reads no more than its header announces (a gzip bomb stops)."""
+    """The uint8 array of an IDX file (.gz or not), read no further than its header announces (a gzip bomb stops)."""
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             header = f.read(4 + 4 * ndim)
@@ -234,8 +230,8 @@ def read_idx(path, ndim):
                 raise DataError(f"{path}: not a {ndim}-dimensional IDX file of bytes (magic {magic:#010x})")
             if size > MAX_EXAMPLES * 28 * 28:
                 raise DataError(f"{path}: its header announces {dims} = {size} bytes, far more than MNIST; not read")
-            data = f.read(size)
-            if len(data) != size or f.read(1):
+            data = f.read(size + 1)  # A byte more than announced: the file is longer.
+            if len(data) != size:
                 less = "less" if len(data) < size else "more"
                 raise DataError(f"{path}: {less} data than its header announces ({dims}); truncated or corrupt")
     except FileNotFoundError:
@@ -246,7 +242,7 @@ def read_idx(path, ndim):
 
 
 def read_split(folder, prefix):
-    """Read <prefix>-images-idx3-ubyte and <prefix>-labels-idx1-ubyte (.gz or not) as model inputs."""
+    """<prefix>-images-idx3-ubyte and <prefix>-labels-idx1-ubyte, .gz or not, as model inputs."""
     images_path, labels_path = (
         next((path for path in (folder / f"{name}.gz", folder / name) if path.is_file()), folder / f"{name}.gz")
         for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
@@ -260,8 +256,7 @@ def read_split(folder, prefix):
         raise DataError(f"{images_path} holds no images")
     if labels.max(initial=0) > 9:
         raise DataError(f"{labels_path}: label {labels.max()} found; digits 0-9 expected")
-    # In Chainer's dtype (float32 unless CHAINER_DTYPE says otherwise), as the model's weights are.
-    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=chainer.get_dtype())
+    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=chainer.get_dtype())  # As the weights.
     return x, labels.astype(np.int32)
 
 
@@ -269,7 +264,7 @@ def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chainer-mnist-azureml"
 
 
-def download(folder, mirrors=MIRRORS):
+def download(folder, mirrors):
     """Make sure `folder` holds the four files, each from the first mirror that serves it with its SHA-256."""
     import pooch  # Here: scoring imports this module for the MLP alone, and downloads nothing.
 
@@ -295,12 +290,10 @@ def download(folder, mirrors=MIRRORS):
 
 
 def load_mnist(data_dir=None):
-    """(train_x, train_y, test_x, test_y) from data_dir, else $MNIST_DIR, else a download cache: [N, 784] in [0, 1]
+    """(train_x, train_y, test_x, test_y) from data_dir, else $MNIST_DIR, else the download cache: [N, 784] in [0, 1]
     in Chainer's dtype (float32 unless set otherwise), and int32 labels."""
-    data_dir = data_dir or os.environ.get("MNIST_DIR")
-    if not data_dir:
-        data_dir = download(cache_dir(), MIRRORS)  # MIRRORS as it is now (tests point it elsewhere), not at def
-    elif not Path(data_dir).is_dir():
+    data_dir = data_dir or os.environ.get("MNIST_DIR") or download(cache_dir(), MIRRORS)
+    if not Path(data_dir).is_dir():
         raise DataError(f"data folder {Path(data_dir)} does not exist")
     return read_split(Path(data_dir), "train") + read_split(Path(data_dir), "t10k")
 
@@ -418,20 +411,18 @@ def save_model(folder, model, record):
     save_atomically(folder / "model.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
 
 
-# The ranks of an MPI job. Each holds the whole model and data and takes its share of every minibatch; ChainerMN's
-# multi-node optimizer averages the ranks' gradients before each update, and each rank's loss is weighted by its
-# share, so the average is the whole minibatch's gradient.
+# The ranks of an MPI job, each with the whole model and data and a share of every minibatch; and the device.
 
 
 class Ranks:
-    """This process, alone or as a rank of an MPI job: then through ChainerMN, so mpi4py, imported only then."""
+    """This process, alone or as a rank of an MPI job (then through ChainerMN, so mpi4py, imported only then)."""
 
     def __init__(self, device_number):
-        # As mpiexec says them (Open MPI; MPICH and Intel MPI): read there, so that one process never needs mpi4py.
-        size = os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1
+        # As mpiexec sets them (Open MPI; MPICH and Intel MPI): read here, so that one process never needs mpi4py.
+        self.size = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
         local_rank = os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK") or os.environ.get("MPI_LOCALRANKID") or 0
         self.device = select_device(device_number, gpu=int(local_rank))  # One GPU per rank on a node.
-        self.size, self.rank, self.comm = int(size), 0, None
+        self.rank, self.comm = 0, None
         if self.size > 1:
             import chainermn
 
@@ -458,16 +449,12 @@ class Ranks:
         return tuple(float(total / sums[-1]) for total in sums[:-1])
 
     def multi_node(self, optimizer):
-        """ChainerMN's optimizer that averages the ranks' gradients, its first update made: it only sends rank 0's
-        parameters to the others."""
+        """ChainerMN's optimizer, which averages the ranks' gradients; its first update only sends rank 0's weights."""
         if not self.comm:
             return optimizer
         optimizer = self.chainermn.create_multi_node_optimizer(optimizer, self.comm)
         optimizer.update()
         return optimizer
-
-
-# The device and its memory.
 
 
 def gpu_count():
@@ -478,7 +465,7 @@ def gpu_count():
         return 0
 
 
-def select_device(number, gpu=0):
+def select_device(number, gpu):
     """-1: the CPU through NumPy; N: GPU N through CuPy; None: GPU `gpu` if there is a GPU, else the CPU."""
     gpus = gpu_count()
     number = (gpu if gpus else -1) if number is None else number
@@ -495,12 +482,11 @@ def select_device(number, gpu=0):
     return chainer.get_device(f"@cupy:{number}")
 
 
-def parameter_count(n_units, n_out=10):
-    return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * n_out
+def parameter_count(n_units):
+    return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * 10
 
 
 def check_memory(units, batchsize, device):
-    """Refuse, before allocating anything, settings whose arrays cannot fit in the device's memory."""
     # Weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
     values = 4 * parameter_count(units) + 3 * min(batchsize, MAX_EXAMPLES) * (784 + 2 * units + 10)
     needed = values * np.dtype(chainer.get_dtype()).itemsize
@@ -513,12 +499,10 @@ def check_memory(units, batchsize, device):
         raise UsageError(f"{settings} needs about {needed / 2**30:.1f} GiB; {where} has {memory / 2**30:.1f} GiB")
 
 
-# Speed on the CPU. Chainer's NumPy Adam makes about ten temporaries the size of each weight matrix per step, which
-# costs more than the backward pass: the same arithmetic, fused into one pass over memory and compiled with numba.
+# Speed on the CPU: Adam's arithmetic in one pass over memory; Chainer's NumPy Adam makes a temporary per operation.
 
 
 def adam_update(p, g, m, v, one_minus_beta1, one_minus_beta2, eps, step_size):
-    """Chainer's Adam arithmetic for one flattened parameter."""
     for i in numba.prange(p.size):
         m[i] += one_minus_beta1 * (g[i] - m[i])
         v[i] += one_minus_beta2 * (g[i] * g[i] - v[i])
@@ -550,17 +534,15 @@ class FusedAdam(chainer.optimizers.Adam):
 
 def tune_cpu():
     """Three fixes for the CPU, each a no-op where it does not apply."""
-    # Spinning between steps, the update's threads would hold the core OpenBLAS needs next (read at the first update).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # Threads sleep between steps, leaving the cores to OpenBLAS.
     try:
         libc, libm = ctypes.CDLL("libc.so.6"), ctypes.CDLL("libm.so.6")
     except OSError:  # Not glibc.
         return
-    # Keep freed memory for reuse, rather than map and unmap each large temporary on every step.
-    for option, value in ((-3, 64 << 20), (-1, 512 << 20), (-2, 64 << 20)):  # M_MMAP/M_TRIM_THRESHOLD, M_TOP_PAD
+    # Keep freed memory for reuse (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD), not unmapped at every step.
+    for option, value in ((-3, 64 << 20), (-1, 512 << 20), (-2, 64 << 20)):
         libc.mallopt(option, value)
-    # Flush denormals to zero, as PyTorch's set_flush_denormal does: Adam's moments of weights whose inputs are always
-    # 0 (MNIST's border) decay into them, which x86 CPUs compute slowly; the update's threads inherit it.
+    # Flush denormals to zero: Adam's moments of always-blank pixels decay into them, and x86 is slow on them.
     if os.uname().machine == "x86_64":
         np.finfo(np.float32), np.finfo(np.float64)  # Computed now: NumPy warns if it first meets a CPU that flushes.
         environment = (ctypes.c_uint32 * 8)()  # glibc's fenv_t on x86-64: 32 bytes, MXCSR last.
