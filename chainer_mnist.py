@@ -1,11 +1,9 @@
 #!/usr/bin/env python
 """Train a multi-layer perceptron on MNIST with Chainer, on Azure Machine Learning or offline.
 
-Chainer's examples/mnist/train_mnist.py with the Azure ML sample's command line (--epochs, --batchsize,
---output_dir): metrics go to the Azure ML run, the model to <output_dir>/model.npz, its metrics to model.json, and a
-killed run resumes from checkpoint.npz. Under mpiexec, N ranks share each minibatch (ChainerMN) and train the model
-one process trains. Read from the top: the model, an epoch, main(); then the data, the output folder, the ranks of
-an MPI job, the device, and a fused Adam update for the CPU.
+Chainer's examples/mnist/train_mnist.py with the Azure ML sample's command line: metrics go to the Azure ML run, the
+model to <output_dir>/model.npz and model.json, and a killed run resumes from checkpoint.npz. Under mpiexec, the ranks
+share each minibatch (ChainerMN). The core comes first (the model, an epoch, main()); the machinery follows it.
 """
 
 import argparse
@@ -14,6 +12,7 @@ import ctypes
 import fcntl
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -45,10 +44,6 @@ class DataError(UsageError):
     """A missing, damaged or undownloadable MNIST file; the message names it."""
 
 
-class OutputError(UsageError):
-    """An output folder or file that cannot be used, written or resumed from; the message names it."""
-
-
 class MLP(chainer.Chain):
     """784 -> n_units -> n_units -> n_out with ReLU, as in Chainer's MNIST example."""
 
@@ -67,7 +62,6 @@ class MLP(chainer.Chain):
 
 
 def build(n_units, seed, device, lr=0.001):
-    """The classifier, its initial weights drawn from `seed`, on `device`; and its optimizer, Adam with step size lr."""
     np.random.seed(seed)
     device.xp.random.seed(seed)
     model = L.Classifier(MLP(n_units))
@@ -97,7 +91,6 @@ def train(model, optimizer, x, t, order, batchsize, alpha_at, share=lambda batch
 
 
 def test(model, x, t, batchsize=1000):
-    """Mean loss and accuracy over (x, t) in large batches, without building a graph."""
     loss = accuracy = 0
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         for i in range(0, len(x), batchsize):
@@ -225,7 +218,7 @@ MAX_EXAMPLES = 1_000_000  # More examples than this in one file is no MNIST: ref
 
 
 def read_idx(path, ndim):
-    """The uint8 array of an IDX file (.gz or not); reads no more than its header announces (a gzip bomb stops)."""
+    """The uint8 array of an IDX file (.gz or not), read no further than its header announces (a gzip bomb stops)."""
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             header = f.read(4 + 4 * ndim)
@@ -237,8 +230,8 @@ def read_idx(path, ndim):
                 raise DataError(f"{path}: not a {ndim}-dimensional IDX file of bytes (magic {magic:#010x})")
             if size > MAX_EXAMPLES * 28 * 28:
                 raise DataError(f"{path}: its header announces {dims} = {size} bytes, far more than MNIST; not read")
-            data = f.read(size)
-            if len(data) != size or f.read(1):
+            data = f.read(size + 1)  # A byte more than announced: the file is longer.
+            if len(data) != size:
                 less = "less" if len(data) < size else "more"
                 raise DataError(f"{path}: {less} data than its header announces ({dims}); truncated or corrupt")
     except FileNotFoundError:
@@ -249,7 +242,7 @@ def read_idx(path, ndim):
 
 
 def read_split(folder, prefix):
-    """Read <prefix>-images-idx3-ubyte and <prefix>-labels-idx1-ubyte (.gz or not) as model inputs."""
+    """<prefix>-images-idx3-ubyte and <prefix>-labels-idx1-ubyte, .gz or not, as model inputs."""
     images_path, labels_path = (
         next((path for path in (folder / f"{name}.gz", folder / name) if path.is_file()), folder / f"{name}.gz")
         for name in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
@@ -263,8 +256,7 @@ def read_split(folder, prefix):
         raise DataError(f"{images_path} holds no images")
     if labels.max(initial=0) > 9:
         raise DataError(f"{labels_path}: label {labels.max()} found; digits 0-9 expected")
-    # In Chainer's dtype (float32 unless CHAINER_DTYPE says otherwise), as the model's weights are.
-    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=chainer.get_dtype())
+    x = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=chainer.get_dtype())  # As the weights.
     return x, labels.astype(np.int32)
 
 
@@ -272,7 +264,7 @@ def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chainer-mnist-azureml"
 
 
-def download(folder, mirrors=MIRRORS):
+def download(folder, mirrors):
     """Make sure `folder` holds the four files, each from the first mirror that serves it with its SHA-256."""
     import pooch  # Here: scoring imports this module for the MLP alone, and downloads nothing.
 
@@ -298,49 +290,43 @@ def download(folder, mirrors=MIRRORS):
 
 
 def load_mnist(data_dir=None):
-    """(train_x, train_y, test_x, test_y) from data_dir, else $MNIST_DIR, else a download cache: [N, 784] in [0, 1]
+    """(train_x, train_y, test_x, test_y) from data_dir, else $MNIST_DIR, else the download cache: [N, 784] in [0, 1]
     in Chainer's dtype (float32 unless set otherwise), and int32 labels."""
-    data_dir = data_dir or os.environ.get("MNIST_DIR")
-    if not data_dir:
-        data_dir = download(cache_dir(), MIRRORS)  # MIRRORS as it is now (tests point it elsewhere), not at def
-    elif not Path(data_dir).is_dir():
+    data_dir = data_dir or os.environ.get("MNIST_DIR") or download(cache_dir(), MIRRORS)
+    if not Path(data_dir).is_dir():
         raise DataError(f"data folder {Path(data_dir)} does not exist")
     return read_split(Path(data_dir), "train") + read_split(Path(data_dir), "t10k")
 
 
 # The output folder: model.npz, model.json and the checkpoint, each written whole or not at all.
 
-CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
-
 
 @contextlib.contextmanager
 def output_folder(path, units):
-    """Create the folder, check that it takes the model and its checkpoint (3 copies), and hold it for this run alone
-    until the block ends; each problem found here, before any data is read, is one OutputError."""
-    path, room = Path(path), 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(units)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"the output folder {path} is a file")
+    """Create the folder, check that it takes the model and its checkpoint, and hold it for this run alone until the
+    block ends: all before any data is read."""
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:  # A file on the way (Not a directory), a read-only parent, ...
-        raise OutputError(f"cannot create the output folder {path}: {e.strerror}") from None
+    except OSError as e:  # A file there (File exists) or on the way (Not a directory), a read-only parent, ...
+        raise UsageError(f"cannot create the output folder {path}: {e.strerror}") from None
     try:
-        try:  # On the folder itself, so no lock file is left; the kernel releases it however the process ends.
+        try:  # On the folder itself: no lock file, and the kernel releases it however the process ends.
             fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(
-                f"another run is writing to the output folder {path}; wait or pass another --output_dir"
-            ) from None
+            busy = f"another run is writing to the output folder {path}; wait or pass another --output_dir"
+            raise UsageError(busy) from None
         except OSError:  # A file system without locks: go on without.
             pass
         try:
             tempfile.TemporaryFile(dir=path).close()
         except OSError as e:
-            raise OutputError(f"cannot write in the output folder {path}: {e.strerror}") from None
+            raise UsageError(f"cannot write in the output folder {path}: {e.strerror}") from None
+        room = 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(units)  # The model, 3 in the checkpoint.
         if (free := os.statvfs(path).f_bavail * os.statvfs(path).f_frsize) < room:
             need = f"the model and its checkpoint need {room / 2**20:.0f} MiB"
-            raise OutputError(f"the output folder {path} has {free / 2**20:.0f} MiB free; {need}")
+            raise UsageError(f"the output folder {path} has {free / 2**20:.0f} MiB free; {need}")
         yield path
     finally:
         os.close(folder)
@@ -351,33 +337,23 @@ def save_atomically(path, write):
     file or the whole new one, never a partial one, nor a temporary file taken for a model."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        # Not mkstemp, whose files are private whatever the umask: the model is not.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        with open(temporary, "xb") as f:  # Not mkstemp, whose files are private whatever the umask.
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
     except OSError as e:  # Disk full, file too large, read-only, ...: the old file, if any, stays.
-        raise OutputError(f"cannot save {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot save {path}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def save_npz(path, arrays, compress=False):
-    """np.savez, atomically, and closing its zip file even when a write fails (np.savez leaves it to the garbage
-    collector, which writes to the closed file later, with a traceback)."""
-
-    def write(f):
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-    save_atomically(path, write)
+    """np.savez, atomically; into memory first, since np.savez leaves its zip file open when a write fails."""
+    buffer = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
+    save_atomically(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def state_of(target, path=""):
@@ -387,32 +363,32 @@ def state_of(target, path=""):
     return state.target
 
 
+CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
+
+
 def read_checkpoint(path, settings):
-    """The checkpoint's arrays, checked to be whole, of this format and these settings; None if there is none."""
+    """The checkpoint's arrays, checked to be whole, of this format and of these settings; None if there is none."""
     if not path.exists():
         return None
     afresh = "start afresh with --no-resume, or pass another --output_dir"
     try:
         with np.load(path) as f:
-            saved = {name: f[name] for name in f.files}
+            saved = dict(f)
         if int(saved.get("format", 1)) != CHECKPOINT_FORMAT:
-            raise OutputError(f"{path} was written by an older version of this script; {afresh}")
+            raise UsageError(f"{path} was written by an older version of this script; {afresh}")
         was = json.loads(str(saved["settings"]))
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise OutputError(f"{path} is damaged ({str(e) or type(e).__name__}); {afresh}") from None
+        raise UsageError(f"{path} is damaged ({str(e) or type(e).__name__}); {afresh}") from None
     if was != settings:
-        differences = ", ".join(
-            f"{FLAGS[k]} {v} here, {was.get(k)} there" for k, v in settings.items() if v != was.get(k)
-        )
-        raise OutputError(f"{path} is from a run with other settings ({differences}); use them, or {afresh}")
+        differences = [f"{FLAGS[k]} {v} here, {was.get(k)} there" for k, v in settings.items() if v != was.get(k)]
+        raise UsageError(f"{path} is from a run with other settings ({', '.join(differences)}); use them, or {afresh}")
     return saved
 
 
 def resume(saved, model, optimizer, data):
-    """Put the checkpoint's model and Adam's state in place; return the first epoch still to train and the metrics
-    of the last one trained. Never from a checkpoint of other data."""
+    """Load the checkpoint's model and Adam state; return the first epoch to train and the last one's metrics."""
     if (was := json.loads(str(saved["data"]))) != data:
-        raise OutputError(
+        raise UsageError(
             f"{CHECKPOINT} was trained on other data ({was['train_examples']} training examples, fingerprint "
             f"{was['fingerprint']}; these are {data['train_examples']}, {data['fingerprint']}): pass the same "
             "--data-dir, another --output_dir, or --no-resume"
@@ -423,32 +399,30 @@ def resume(saved, model, optimizer, data):
 
 
 def save_model(folder, model, record):
-    """model.npz, then model.json with its SHA-256. The old model.json goes first: whenever the process stops,
-    a model.json there describes the model.npz beside it (a resumed run writes both again)."""
+    """model.npz, then model.json with its SHA-256. The old model.json goes first, so that a model.json always
+    describes the model.npz beside it (a resumed run writes both again)."""
     try:
         (folder / "model.json").unlink(missing_ok=True)
     except OSError as e:
-        raise OutputError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
+        raise UsageError(f"cannot replace {folder / 'model.json'}: {e.strerror}") from None
     save_npz(folder / "model.npz", state_of(model), compress=True)
     with open(folder / "model.npz", "rb") as f:
         record = {**record, "model_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     save_atomically(folder / "model.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
 
 
-# The ranks of an MPI job. Each holds the whole model and data and takes its share of every minibatch; ChainerMN's
-# multi-node optimizer averages the ranks' gradients before each update, and each rank's loss is weighted by its
-# share, so the average is the whole minibatch's gradient.
+# The ranks of an MPI job, each with the whole model and data and a share of every minibatch; and the device.
 
 
 class Ranks:
-    """This process, alone or as a rank of an MPI job: then through ChainerMN, so mpi4py, imported only then."""
+    """This process, alone or as a rank of an MPI job (then through ChainerMN, so mpi4py, imported only then)."""
 
     def __init__(self, device_number):
-        # As mpiexec says them (Open MPI; MPICH and Intel MPI): read there, so that one process never needs mpi4py.
-        size = os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1
+        # As mpiexec sets them (Open MPI; MPICH and Intel MPI): read here, so that one process never needs mpi4py.
+        self.size = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
         local_rank = os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK") or os.environ.get("MPI_LOCALRANKID") or 0
         self.device = select_device(device_number, gpu=int(local_rank))  # One GPU per rank on a node.
-        self.size, self.rank, self.comm = int(size), 0, None
+        self.rank, self.comm = 0, None
         if self.size > 1:
             import chainermn
 
@@ -475,16 +449,12 @@ class Ranks:
         return tuple(float(total / sums[-1]) for total in sums[:-1])
 
     def multi_node(self, optimizer):
-        """ChainerMN's optimizer that averages the ranks' gradients, its first update made: it only sends rank 0's
-        parameters to the others."""
+        """ChainerMN's optimizer, which averages the ranks' gradients; its first update only sends rank 0's weights."""
         if not self.comm:
             return optimizer
         optimizer = self.chainermn.create_multi_node_optimizer(optimizer, self.comm)
         optimizer.update()
         return optimizer
-
-
-# The device and its memory.
 
 
 def gpu_count():
@@ -495,7 +465,7 @@ def gpu_count():
         return 0
 
 
-def select_device(number, gpu=0):
+def select_device(number, gpu):
     """-1: the CPU through NumPy; N: GPU N through CuPy; None: GPU `gpu` if there is a GPU, else the CPU."""
     gpus = gpu_count()
     number = (gpu if gpus else -1) if number is None else number
@@ -512,12 +482,11 @@ def select_device(number, gpu=0):
     return chainer.get_device(f"@cupy:{number}")
 
 
-def parameter_count(n_units, n_out=10):
-    return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * n_out
+def parameter_count(n_units):
+    return (784 + 1) * n_units + (n_units + 1) * n_units + (n_units + 1) * 10
 
 
 def check_memory(units, batchsize, device):
-    """Refuse, before allocating anything, settings whose arrays cannot fit in the device's memory."""
     # Weights, gradients and Adam's two moments; each layer's output and its gradient, about 3 times.
     values = 4 * parameter_count(units) + 3 * min(batchsize, MAX_EXAMPLES) * (784 + 2 * units + 10)
     needed = values * np.dtype(chainer.get_dtype()).itemsize
@@ -530,12 +499,10 @@ def check_memory(units, batchsize, device):
         raise UsageError(f"{settings} needs about {needed / 2**30:.1f} GiB; {where} has {memory / 2**30:.1f} GiB")
 
 
-# Speed on the CPU. Chainer's NumPy Adam makes about ten temporaries the size of each weight matrix per step, which
-# costs more than the backward pass: the same arithmetic, fused into one pass over memory and compiled with numba.
+# Speed on the CPU: Adam's arithmetic in one pass over memory; Chainer's NumPy Adam makes a temporary per operation.
 
 
 def adam_update(p, g, m, v, one_minus_beta1, one_minus_beta2, eps, step_size):
-    """Chainer's Adam arithmetic for one flattened parameter."""
     for i in numba.prange(p.size):
         m[i] += one_minus_beta1 * (g[i] - m[i])
         v[i] += one_minus_beta2 * (g[i] * g[i] - v[i])
@@ -567,17 +534,15 @@ class FusedAdam(chainer.optimizers.Adam):
 
 def tune_cpu():
     """Three fixes for the CPU, each a no-op where it does not apply."""
-    # Spinning between steps, the update's threads would hold the core OpenBLAS needs next (read at the first update).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # Threads sleep between steps, leaving the cores to OpenBLAS.
     try:
         libc, libm = ctypes.CDLL("libc.so.6"), ctypes.CDLL("libm.so.6")
     except OSError:  # Not glibc.
         return
-    # Keep freed memory for reuse, rather than map and unmap each large temporary on every step.
-    for option, value in ((-3, 64 << 20), (-1, 512 << 20), (-2, 64 << 20)):  # M_MMAP/M_TRIM_THRESHOLD, M_TOP_PAD
+    # Keep freed memory for reuse (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD), not unmapped at every step.
+    for option, value in ((-3, 64 << 20), (-1, 512 << 20), (-2, 64 << 20)):
         libc.mallopt(option, value)
-    # Flush denormals to zero, as PyTorch's set_flush_denormal does: Adam's moments of weights whose inputs are always
-    # 0 (MNIST's border) decay into them, which x86 CPUs compute slowly; the update's threads inherit it.
+    # Flush denormals to zero: Adam's moments of always-blank pixels decay into them, and x86 is slow on them.
     if os.uname().machine == "x86_64":
         np.finfo(np.float32), np.finfo(np.float64)  # Computed now: NumPy warns if it first meets a CPU that flushes.
         environment = (ctypes.c_uint32 * 8)()  # glibc's fenv_t on x86-64: 32 bytes, MXCSR last.
