@@ -44,6 +44,8 @@ refresh-notebook: $(VENV)/.installed
 	cd notebooks && unset AZUREML_OFFLINE_DIR && $(EXECUTE) --inplace
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(OPENBLAS) $(BIN)/python -m pytest
 
 # chainer_mnist.py against PyTorch's CPU build (installed here, never by `make test`); see benchmarks/.

@@ -1,4 +1,5 @@
 """chainer_mnist.py end to end on a small synthetic MNIST, and each of its ways to fail."""
+
 import functools
 import gzip
 import hashlib
@@ -17,10 +18,10 @@ import chainer
 import chainer.links as L
 import numpy as np
 import pytest
-
-import chainer_mnist
 from helpers import REPO
 from synthetic_mnist import write_idx
+
+import chainer_mnist
 
 SCRIPT = str(REPO / "chainer_mnist.py")
 QUICK = ["--unit", "100", "--batchsize", "50", "--device", "-1"]
@@ -57,8 +58,11 @@ def test_learns_and_saves_a_loadable_model(mnist_dir, tmp_path, capsys):
 
 def test_runs_as_a_script_with_nothing_on_stderr(mnist_dir, tmp_path):
     """A warning would land in the run's log, and in the notebook's committed outputs."""
-    result = subprocess.run([sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "1",
-                             "-o", str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "1", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0 and result.stderr == ""
 
 
@@ -106,11 +110,11 @@ def test_fused_adam_matches_chainers_adam(dtype, rtol, atol):
     assert models[0].W.size >= chainer_mnist.PARALLEL_SIZE > models[0].b.size and models[0].W.dtype == dtype
     models[1].copyparams(models[0])
     optimizers = [chainer.optimizers.Adam(), chainer_mnist.FusedAdam()]
-    for model, optimizer in zip(models, optimizers):
+    for model, optimizer in zip(models, optimizers, strict=True):
         optimizer.setup(model)
     for _ in range(5):
         x = rng.standard_normal((10, 300)).astype(dtype)
-        for model, optimizer in zip(models, optimizers):
+        for model, optimizer in zip(models, optimizers, strict=True):
             model.cleargrads()
             chainer.functions.sum(model(x) ** 2).backward()
             optimizer.update()
@@ -142,8 +146,10 @@ def test_resume_after_kill_gives_the_same_model(mnist_dir, tmp_path):
 
     whole, again = (params(load_model(tmp_path / name / "model.npz")) for name in ("whole", "killed"))
     assert all(np.array_equal(whole[k], again[k]) for k in whole)
-    assert json.loads((killed / "model.json").read_text())["test_accuracy"] == \
-        json.loads((tmp_path / "whole" / "model.json").read_text())["test_accuracy"]
+    assert (
+        json.loads((killed / "model.json").read_text())["test_accuracy"]
+        == json.loads((tmp_path / "whole" / "model.json").read_text())["test_accuracy"]
+    )
 
 
 def test_cancel_leaves_no_temporary_file(mnist_dir, tmp_path):
@@ -172,13 +178,14 @@ def test_checkpoint_from_other_settings_is_refused(mnist_dir, tmp_path, capsys):
 
 # The IDX reader.
 
+
 def test_reads_uncompressed_files(mnist_dir, tmp_path):
     for path in mnist_dir.iterdir():
         (tmp_path / path.stem).write_bytes(gzip.decompress(path.read_bytes()))
     compressed, uncompressed = chainer_mnist.load_mnist(mnist_dir), chainer_mnist.load_mnist(tmp_path)
     assert [a.dtype for a in uncompressed] == [np.float32, np.int32, np.float32, np.int32]
     assert uncompressed[0].shape == (2000, 784) and 0 <= uncompressed[0].min() < uncompressed[0].max() <= 1
-    assert all(np.array_equal(a, b) for a, b in zip(compressed, uncompressed))
+    assert all(np.array_equal(a, b) for a, b in zip(compressed, uncompressed, strict=True))
 
 
 def test_mnist_dir_from_the_environment(mnist_dir, monkeypatch):
@@ -193,14 +200,17 @@ def damaged_copy(mnist_dir, tmp_path, name, damage):
     return path
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda data: data[: len(data) // 2], "cannot read"),  # Truncated gzip stream.
-    (lambda data: data[:100] + bytes(b ^ 0xFF for b in data[100:200]) + data[200:], "cannot read"),  # Corrupt.
-    (lambda data: gzip.compress(gzip.decompress(data)[:-10]), "truncated or corrupt"),  # Short payload.
-    (lambda data: gzip.compress(gzip.decompress(data)[:10]), "truncated"),  # Short header.
-    (lambda data: gzip.compress(b"\x00\x00\x08\x01" + gzip.decompress(data)[4:]), "magic"),  # Wrong magic.
-    (lambda data: b"not gzip at all", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: data[: len(data) // 2], "cannot read"),  # Truncated gzip stream.
+        (lambda data: data[:100] + bytes(b ^ 0xFF for b in data[100:200]) + data[200:], "cannot read"),  # Corrupt.
+        (lambda data: gzip.compress(gzip.decompress(data)[:-10]), "truncated or corrupt"),  # Short payload.
+        (lambda data: gzip.compress(gzip.decompress(data)[:10]), "truncated"),  # Short header.
+        (lambda data: gzip.compress(b"\x00\x00\x08\x01" + gzip.decompress(data)[4:]), "magic"),  # Wrong magic.
+        (lambda data: b"not gzip at all", "cannot read"),
+    ],
+)
 def test_damaged_file_is_named(mnist_dir, tmp_path, damage, message):
     path = damaged_copy(mnist_dir, tmp_path, "train-images-idx3-ubyte.gz", damage)
     with pytest.raises(chainer_mnist.DataError, match=message) as error:
@@ -234,13 +244,15 @@ def test_missing_file_is_named(mnist_dir, tmp_path):
 
 # Downloads, from mirrors on this machine only.
 
+
 @pytest.fixture
 def mirrors(tmp_path, mnist_dir, monkeypatch):
     """Three mirror folders, served by a loopback HTTP server: one missing the files, one with
     damaged copies, one with the right ones; their sums stand in for the published ones. And a
     port on which nothing listens."""
-    monkeypatch.setattr(chainer_mnist, "SHA256", {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mnist_dir.iterdir()})
+    monkeypatch.setattr(
+        chainer_mnist, "SHA256", {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mnist_dir.iterdir()}
+    )
     for name in ("empty", "damaged", "good"):
         (tmp_path / "mirrors" / name).mkdir(parents=True)
     for path in mnist_dir.iterdir():
@@ -288,6 +300,7 @@ def test_load_mnist_without_a_folder_uses_the_cache(mirrors, mnist_dir, tmp_path
 
 # Atomic writes.
 
+
 def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "model.npz"
     path.write_bytes(b"old")
@@ -306,16 +319,20 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
 
 # The command line.
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--batchsize", "0"], "--batchsize must be at least 1"),
-    (["--unit", "-5"], "--unit must be at least 1"),
-    (["--lr", "0"], "--lr must be a positive number"),
-    (["--lr", "nan"], "--lr must be a positive number"),
-    (["--device", "gpu"], "invalid int value"),
-    (["--device", "-2"], "-1 (CPU) or a GPU number expected"),
-    (["--data-dir", "/nonexistent"], "data folder /nonexistent does not exist"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batchsize", "0"], "--batchsize must be at least 1"),
+        (["--unit", "-5"], "--unit must be at least 1"),
+        (["--lr", "0"], "--lr must be a positive number"),
+        (["--lr", "nan"], "--lr must be a positive number"),
+        (["--device", "gpu"], "invalid int value"),
+        (["--device", "-2"], "-1 (CPU) or a GPU number expected"),
+        (["--data-dir", "/nonexistent"], "data folder /nonexistent does not exist"),
+    ],
+)
 def test_bad_arguments_exit_with_one_line(mnist_dir, tmp_path, args, message):
     argv = [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), "-o", str(tmp_path / "out"), *args]
     result = subprocess.run(argv, capture_output=True, text=True)
@@ -343,8 +360,11 @@ def test_default_device_is_the_cpu_without_a_gpu(mnist_dir, tmp_path, monkeypatc
 
 def test_damaged_data_exits_naming_the_file(mnist_dir, tmp_path):
     path = damaged_copy(mnist_dir, tmp_path / "data", "t10k-labels-idx1-ubyte.gz", lambda data: data[:20])
-    result = subprocess.run([sys.executable, SCRIPT, "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert str(path) in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out" / "model.npz").exists()
@@ -398,12 +418,17 @@ def test_read_only_output_folder_is_refused_before_the_data_is_read(tmp_path):
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        result = subprocess.run([sys.executable, SCRIPT, "--data-dir", NO_DATA, "-o", str(folder)],
-                                capture_output=True, text=True, preexec_fn=without_root_privileges)
+        result = subprocess.run(
+            [sys.executable, SCRIPT, "--data-dir", NO_DATA, "-o", str(folder)],
+            capture_output=True,
+            text=True,
+            preexec_fn=without_root_privileges,
+        )
     finally:
         folder.chmod(0o755)
     assert result.returncode == 1 and result.stderr.splitlines() == [
-        f"error: cannot write in the output folder {folder}: Permission denied"]
+        f"error: cannot write in the output folder {folder}: Permission denied"
+    ]
     assert written(folder) == []
 
 
@@ -427,10 +452,15 @@ def test_disk_full_at_a_checkpoint_keeps_nothing_half_written(mnist_dir, tmp_pat
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # The checkpoint takes 1 MB.
 
-    result = subprocess.run([sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "2",
-                             "-o", str(tmp_path)], capture_output=True, text=True, preexec_fn=small_disk)
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "2", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+    )
     assert result.returncode == 1 and result.stderr.splitlines() == [
-        f"error: cannot save {tmp_path / 'checkpoint.npz'}: File too large"]
+        f"error: cannot save {tmp_path / 'checkpoint.npz'}: File too large"
+    ]
     assert written(tmp_path) == []
 
 
@@ -457,8 +487,7 @@ def test_disk_full_at_the_final_save(mnist_dir, tmp_path, monkeypatch):
     assert written(tmp_path) == ["checkpoint.npz", "model.json", "model.npz"]
 
 
-def test_model_and_its_json_belong_to_the_same_run_even_if_stopped_between_the_saves(mnist_dir, tmp_path,
-                                                                                     monkeypatch):
+def test_model_and_its_json_belong_to_the_same_run_even_if_stopped_between_the_saves(mnist_dir, tmp_path, monkeypatch):
     train(mnist_dir, tmp_path, "--epochs", "1", "--seed", "1")
     save_atomically = chainer_mnist.save_atomically
 
@@ -479,16 +508,18 @@ def test_model_and_its_json_belong_to_the_same_run_even_if_stopped_between_the_s
 
 def old_format_checkpoint(path):
     """As the script wrote them before it recorded the data (format 1)."""
-    np.savez(path, epoch=1, settings=json.dumps({"epochs": 1, "batchsize": 50, "units": 100, "seed": 0}),
-             metrics="{}")
+    np.savez(path, epoch=1, settings=json.dumps({"epochs": 1, "batchsize": 50, "units": 100, "seed": 0}), metrics="{}")
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda path: path.write_bytes(b""), "is damaged"),
-    (lambda path: path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2]), "is damaged"),
-    (lambda path: path.write_bytes(os.urandom(1000)), "is damaged"),
-    (old_format_checkpoint, "was written by an older version of this script"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda path: path.write_bytes(b""), "is damaged"),
+        (lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]), "is damaged"),
+        (lambda path: path.write_bytes(os.urandom(1000)), "is damaged"),
+        (old_format_checkpoint, "was written by an older version of this script"),
+    ],
+)
 def test_damaged_or_old_checkpoint_says_how_to_start_afresh(mnist_dir, tmp_path, damage, message):
     train(mnist_dir, tmp_path, "--epochs", "1")
     damage(tmp_path / "checkpoint.npz")
@@ -546,10 +577,13 @@ def test_header_announcing_far_more_than_mnist_is_not_read(tmp_path):
         chainer_mnist.read_idx(tmp_path / "huge", 3)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--unit", "1000000"], "needs about"),  # 10^12 weights.
-    (["--batchsize", "2001"], "more than the 2000 training examples"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--unit", "1000000"], "needs about"),  # 10^12 weights.
+        (["--batchsize", "2001"], "more than the 2000 training examples"),
+    ],
+)
 def test_wildly_large_unit_or_batchsize_is_refused_quickly(mnist_dir, tmp_path, args, message):
     start = time.perf_counter()
     fails_with(message, mnist_dir, tmp_path, *args)
@@ -561,6 +595,7 @@ def test_units_as_saved_is_accepted_on_the_command_line(mnist_dir, tmp_path):
 
 
 # The GPU path, where CuPy and an NVIDIA GPU are both present (benchmarks/gpu_check.sh sets them up).
+
 
 def why_no_gpu():
     """The reason GPU tests cannot run here, or None. Only a missing CuPy or GPU is one: with both present,
@@ -586,8 +621,9 @@ def test_one_step_on_the_gpu_matches_the_cpu(mnist_dir):
         for name in ("@numpy", "@cupy:0"):
             device = chainer.get_device(name)
             model, optimizer = chainer_mnist.build(1000, 0, device)
-            chainer_mnist.train(model, optimizer, device.send(x), device.send(t), device.send(np.arange(128)), 128,
-                                lambda step: 0.001)
+            chainer_mnist.train(
+                model, optimizer, device.send(x), device.send(t), device.send(np.arange(128)), 128, lambda step: 0.001
+            )
             model.to_cpu()
             after.append(params(model))
     difference = max(float(np.abs(after[0][k] - after[1][k]).max()) for k in after[0])

@@ -1,4 +1,5 @@
 """chainer_mnist.py data-parallel: started by mpiexec, its ranks train with ChainerMN the model one process trains."""
+
 import os
 import subprocess
 import sys
@@ -7,10 +8,10 @@ import time
 import numpy as np
 from azureml.core import ScriptRunConfig
 from azureml.core.runconfig import MpiConfiguration
+from helpers import REPO
 
 from azureml_offline.engine import mpi
 from azureml_offline.experiment import Experiment
-from helpers import REPO
 
 SCRIPT = str(REPO / "chainer_mnist.py")
 # 2,000 training examples in minibatches of 333: seven steps, the last of two examples; each splits unevenly.
@@ -26,23 +27,34 @@ def assert_same_up_to_rounding(actual, expected, name):
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-9 * np.abs(expected).max(), err_msg=name)
 
 
-def test_one_process_and_two_ranks_train_the_same_parameters_and_adam_moments(mnist_dir, fresh_workspace, tmp_path,
-                                                                                 monkeypatch):
+def test_one_process_and_two_ranks_train_the_same_parameters_and_adam_moments(
+    mnist_dir, fresh_workspace, tmp_path, monkeypatch
+):
     for name, value in FLOAT64.items():
         monkeypatch.setenv(name, value)
     # One process, which must not need mpi4py.
     alone = tmp_path / "alone"
-    code = ("import sys, chainer_mnist; chainer_mnist.main(sys.argv[1:]); "
-            "assert not {'mpi4py', 'chainermn'} & set(sys.modules), 'a single process imported MPI'")
-    subprocess.run([sys.executable, "-c", code, "--data-dir", str(mnist_dir), "-o", str(alone), *SETTINGS],
-                   cwd=REPO, check=True, capture_output=True)
+    code = (
+        "import sys, chainer_mnist; chainer_mnist.main(sys.argv[1:]); "
+        "assert not {'mpi4py', 'chainermn'} & set(sys.modules), 'a single process imported MPI'"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, "--data-dir", str(mnist_dir), "-o", str(alone), *SETTINGS],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     # Two ranks, as the lesson submits them.
     monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     source = tmp_path / "source"
     source.mkdir()
     (source / "chainer_mnist.py").write_bytes((REPO / "chainer_mnist.py").read_bytes())
-    config = ScriptRunConfig(source_directory=str(source), script="chainer_mnist.py", arguments=SETTINGS,
-                             distributed_job_config=MpiConfiguration(process_count_per_node=1, node_count=2))
+    config = ScriptRunConfig(
+        source_directory=str(source),
+        script="chainer_mnist.py",
+        arguments=SETTINGS,
+        distributed_job_config=MpiConfiguration(process_count_per_node=1, node_count=2),
+    )
     run = Experiment(fresh_workspace, "chainer-mnist-mpi").submit(config)
     assert run.wait_for_completion()["status"] == "Completed"
     run.download_file("outputs/checkpoint.npz", str(tmp_path / "ranks.npz"))
@@ -64,10 +76,13 @@ def test_a_rank_that_fails_under_plain_mpiexec_stops_the_job(tmp_path):
     """As Azure starts it (python chainer_mnist.py, no `-m mpi4py`): rank 0 finds no data while rank 1 waits for
     it; the job must end, not hang."""
     mpiexec = mpi.find_mpiexec()
-    command = mpi.command(mpiexec, 2, [tmp_path / "rank0.txt", tmp_path / "rank1.txt"],
-                          [sys.executable, SCRIPT, "--data-dir", str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
-    result = subprocess.run(command, env=mpi.environment(os.environ, 2), capture_output=True,
-                            text=True, timeout=120)
+    command = mpi.command(
+        mpiexec,
+        2,
+        [tmp_path / "rank0.txt", tmp_path / "rank1.txt"],
+        [sys.executable, SCRIPT, "--data-dir", str(tmp_path / "missing"), "-o", str(tmp_path / "out")],
+    )
+    result = subprocess.run(command, env=mpi.environment(os.environ, 2), capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "error: data folder" in (tmp_path / "rank0.txt").read_text()
 
@@ -75,12 +90,25 @@ def test_a_rank_that_fails_under_plain_mpiexec_stops_the_job(tmp_path):
 def test_two_ranks_resume_a_killed_run_where_it_stopped(mnist_dir, tmp_path):
     """Rank 0 reads the checkpoint and sends it to the other rank: both go on from the killed run's weights and
     Adam state, and end where the uninterrupted run ends."""
-    args = [SCRIPT, "--data-dir", str(mnist_dir), "--epochs", "6", "--batchsize", "50", "--unit", "50", "--device", "-1"]
+    args = [
+        SCRIPT,
+        "--data-dir",
+        str(mnist_dir),
+        "--epochs",
+        "6",
+        "--batchsize",
+        "50",
+        "--unit",
+        "50",
+        "--device",
+        "-1",
+    ]
     env = dict(os.environ, **FLOAT64)
     subprocess.run([sys.executable, *args, "-o", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, *args, "-o", str(killed)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *args, "-o", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while not (killed / "checkpoint.npz").exists() and process.poll() is None:
         time.sleep(0.001)
     process.kill()
