@@ -6,12 +6,19 @@ import shutil
 import pytest
 from azureml.core.compute import AmlCompute
 from azureml.exceptions import TrainingException
-from azureml.train.dnn import Chainer
 from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
 from helpers import REPO, STAND_IN
 
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
+
+
+def chainer_estimator(**arguments):
+    """azureml.train.dnn.Chainer(**arguments). Importing azureml.train.dnn takes seconds (it loads the SDK's
+    package metadata): imported here, only the tests that use it pay, not every process that collects the suite."""
+    from azureml.train.dnn import Chainer
+
+    return Chainer(**arguments)
 
 
 @pytest.fixture
@@ -34,7 +41,7 @@ def test_the_articles_chainer_estimator_trains_offline(article, mnist_dir, monke
     monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     # The article's cell (one epoch instead of ten, to be quick), submitted as it meant to: exp.submit(estimator).
     script_params = {"--epochs": 1, "--batchsize": 128, "--output_dir": "./outputs"}
-    estimator = Chainer(
+    estimator = chainer_estimator(
         source_directory=project_folder,
         script_params=script_params,
         compute_target=compute_target,
@@ -57,7 +64,7 @@ def test_the_articles_chainer_estimator_trains_offline(article, mnist_dir, monke
 
 def test_submit_overrides_script_params_for_one_run_only_as_the_sdk_does(article):
     project_folder, exp, compute_target = article
-    estimator = Chainer(
+    estimator = chainer_estimator(
         source_directory=project_folder,
         script_params={"--values": "0.5"},
         compute_target=compute_target,
@@ -74,7 +81,7 @@ def test_submit_overrides_script_params_for_one_run_only_as_the_sdk_does(article
 
 def test_hyperdrive_config_with_an_estimator_sweeps_its_entry_script(article):
     project_folder, exp, compute_target = article
-    estimator = Chainer(
+    estimator = chainer_estimator(
         source_directory=project_folder,
         script_params={"--values": "0.1", "--seconds": 0},
         compute_target=compute_target,
