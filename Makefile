@@ -23,7 +23,7 @@ endif
 
 # OPENBLAS_CORETYPE=<the kernel this CPU supports>, or nothing where it is set already or there is none to set:
 # NumPy's OpenBLAS falls back to its slowest kernel on CPUs newer than it knows, and reads this once, at load.
-OPENBLAS = env $$($(abspath $(BIN))/python -c "from azureml_offline.engine.openblas import main; main()")
+OPENBLAS = env $$($(abspath $(BIN))/python -m azureml_offline.engine.openblas)
 
 # The lessons, in their order: 01-..., 02-..., each executed after the one before, in one workspace.
 NOTEBOOKS := $(sort $(notdir $(wildcard notebooks/[0-9][0-9]-*.ipynb)))

@@ -16,7 +16,6 @@ import os
 from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, LEGACY_PROJECT_FILENAME
 from azureml._file_utils.file_utils import traverse_up_path_and_find_file
 
-from .engine import openblas
 from .state.layout import shown, workspace_dir
 
 # Where the stand-ins go: (module, attribute, stand-in module, stand-in class). Imported when switched on,
@@ -56,12 +55,20 @@ class _Switch:
         deactivate()
 
 
+def choose_openblas_kernel():
+    # Imported here, not at the top: `python -m azureml_offline.engine.openblas` then runs it without a warning
+    # that the module was imported before it ran as __main__.
+    from .engine import openblas
+
+    openblas.choose_for_this_process()
+
+
 def activate():
     """Put the stand-ins where `from azureml.core import Workspace, ...` finds them (again: harmless).
 
     It also chooses this process's OpenBLAS kernel, if NumPy has not loaded yet (engine/openblas.py).
     """
-    openblas.choose_for_this_process()
+    choose_openblas_kernel()
     # Import every stand-in first: they capture the real classes they build on before any is replaced.
     stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
     for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins, strict=True):
@@ -89,7 +96,7 @@ def activate_if_needed():
     (and no AZUREML_OFFLINE=1) it changes nothing: the real SDK talks to Azure.
     """
     mode, reason = choose_mode()
-    openblas.choose_for_this_process()  # the lessons compute in this kernel in either mode
+    choose_openblas_kernel()  # the lessons compute in this kernel in either mode
     if mode == "offline":
         activate()
         print(f"Azure ML: offline, because {reason}.")
