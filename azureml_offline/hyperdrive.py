@@ -118,7 +118,8 @@ def check(config, script_config):
                     InvalidConfigSetting, obj=name, condition=f"a value between 1 and {most}", target=name
                 )
             )
-    if not isinstance(config._max_duration_minutes, (int, float)) or config._max_duration_minutes <= 0:
+    # `not > 0` refuses NaN too, which would otherwise be no limit at all.
+    if not isinstance(config._max_duration_minutes, (int, float)) or not config._max_duration_minutes > 0:
         raise HyperDriveConfigException._with_error(
             AzureMLError.create(
                 InvalidConfigSetting,

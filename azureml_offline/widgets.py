@@ -22,7 +22,7 @@ from IPython.display import display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .engine.policies import best_of
+from .engine.policies import best_of, usable
 from .run import TERMINAL_STATES, metric_values
 
 POLL_SECONDS = 1.5
@@ -95,7 +95,7 @@ class RunDetails:
         children = []
         for child in self._run.get_children():
             values = metric_values(child.get_metrics(primary["name"]).get(primary["name"]))
-            best = best_of(values, primary["goal"] == "maximize")
+            best = best_of(usable(values), primary["goal"] == "maximize")
             children.append(
                 {
                     "run_id": child.id,

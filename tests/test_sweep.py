@@ -118,6 +118,24 @@ def test_max_duration_minutes_cancels_the_running_children_and_ends_the_sweep(ex
     )
 
 
+def test_a_metric_that_is_not_a_finite_number_never_wins_and_never_decides(experiment, tmp_path):
+    # A diverged child logs inf, then NaN. Run first, it would set the bar that the policy holds the other to
+    # (which logs long enough to be judged), and then be the sweep's best.
+    config = sweep_config(
+        tmp_path,
+        {"--values": choice("inf,nan", ",".join(["0.5"] * 20))},
+        arguments=["--seconds", "0.1"],
+        max_concurrent_runs=1,
+        policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1),
+    )
+    run = experiment.submit(config)
+    run.wait_for_completion()
+    diverged, sound = run.get_children()
+    assert (diverged.get_status(), sound.get_status()) == ("Completed", "Completed")
+    assert len(metric_values(sound.get_metrics()["Accuracy"])) == 20
+    assert run.get_best_run_by_primary_metric().id == sound.id
+
+
 def test_a_failing_child_does_not_stop_the_sweep(experiment, tmp_path):
     config = sweep_config(
         tmp_path, {"--exit": choice(3, 0)}, arguments=["--values", "0.5"], max_concurrent_runs=1, max_total_runs=2
@@ -233,6 +251,11 @@ def test_the_kernel_dying_stops_the_sweep_and_its_children(experiment, tmp_path,
             dict(policy=BanditPolicy(slack_factor=0)),
             HyperDriveConfigException,
             "Bandit termination policy expects exactly one of slack factor or slack amount to be set.",
+        ),
+        (
+            dict(max_duration_minutes=float("nan")),
+            HyperDriveConfigException,
+            "max_duration_minutes expects a positive number",
         ),
         (
             dict(sampling=BayesianParameterSampling, policy=BanditPolicy(slack_factor=0.1)),

@@ -3,7 +3,7 @@
 import pytest
 from azureml.train.hyperdrive import BanditPolicy, MedianStoppingPolicy, NoTerminationPolicy, TruncationSelectionPolicy
 
-from azureml_offline.engine.policies import applies, reason_to_stop
+from azureml_offline.engine.policies import applies, reason_to_stop, usable
 
 
 def stops(policy, histories, run, interval, maximize=True):
@@ -96,3 +96,9 @@ def test_the_reason_says_what_was_compared():
 )
 def test_a_run_that_logged_nothing_yet_is_not_judged(policy):
     assert not applies(policy.to_json(), 0)
+
+
+def test_only_finite_numbers_are_ranked_or_decide():
+    # A script may log NaN or infinity (a diverged run), a string or a bool (log() takes any of them).
+    logged = [0.5, float("nan"), float("inf"), -float("inf"), "0.9", True, None, 2]
+    assert usable(logged) == [0.5, 2]

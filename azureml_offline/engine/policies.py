@@ -12,6 +12,16 @@ import math
 import statistics
 
 
+def usable(values):
+    """The values a sweep ranks and decides by: finite numbers. NaN, infinities and anything else a script logs
+    as its primary metric (a diverged loss, a string) never win and never decide, as if they were not there."""
+    return [
+        value
+        for value in values
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ]
+
+
 def best_of(items, maximize, key=None):
     """The best of `items` by the primary metric's goal (the largest if maximize, else the smallest), or None if
     there are none; `key` as max() takes it."""

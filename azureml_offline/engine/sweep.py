@@ -149,7 +149,7 @@ class Sweep:
         for child in self.children:
             if not child.ended:
                 child.status = self.status(child)  # before the metrics: an ended run has logged all of them
-                child.values = child.folder.metric_values(self.metric)
+                child.values = policies.usable(child.folder.metric_values(self.metric))
         histories = {child.run_id: child.values for child in self.children}
         for child in self.children:
             for interval in range(child.evaluated + 1, len(child.values) + 1):
