@@ -21,6 +21,7 @@ from helpers import REPO
 from azureml_offline.backend import backend_of, copy_app
 from azureml_offline.engine.server import free_port
 from azureml_offline.model import Model
+from azureml_offline.state.files import DamagedRecordWarning
 from azureml_offline.state.layout import WorkspaceFolder
 from azureml_offline.webservice import AciWebservice, LocalWebservice, Webservice
 from azureml_offline.workspace import workspace_at
@@ -345,3 +346,15 @@ def test_names_are_checked_as_the_sdk_does(service, env):
         Model.deploy(env["workspace"], "Bad_Name", [env["model"]], inference_config(env), OPEN)
     with pytest.raises(WebserviceException, match="with the same name already exists"):
         Model.deploy(env["workspace"], "mnist-auth", [env["model"]], inference_config(env), OPEN)
+
+
+def test_a_damaged_service_record_hides_no_other_service(service, tmp_path):
+    # A copy of the shared service's record in a workspace of this test's own (its server is not touched), beside
+    # a service.json cut short and a service folder without one (a deletion that stopped half-way).
+    folder = WorkspaceFolder.open(tmp_path / "workspace")
+    shutil.copytree(backend_of(service).service(service.name).path, folder.service(service.name).path)
+    folder.service("cut-short").path.mkdir()
+    folder.service("cut-short").definition.write_text('{"name": "cut-sh')
+    folder.service("half-deleted").path.mkdir()
+    with pytest.warns(DamagedRecordWarning, match="cut-short"):
+        assert list(workspace_at(folder.root).webservices) == [service.name]

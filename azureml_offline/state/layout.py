@@ -272,7 +272,16 @@ class WorkspaceFolder:
     # Web services
 
     def service_names(self):
-        return files.names(self.root / "services")
+        """The names of the services; one whose service.json is missing or damaged is left out (with a warning
+        if damaged), so that it hides no other, as runs() does for runs."""
+        names = []
+        for name in files.names(self.root / "services"):
+            try:
+                if files.read_json(self.service(name).definition) is not None:
+                    names.append(name)
+            except DamagedFile as error:
+                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
+        return names
 
     def service(self, name):
         """The folder of service `name` (whether or not it exists)."""
