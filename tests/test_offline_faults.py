@@ -230,6 +230,34 @@ def test_a_script_that_deletes_its_own_files_fails_alone(fresh_workspace, tmp_pa
     assert run.get_metrics() == {} and run.get_file_names() == []
 
 
+# A script that links its outputs elsewhere: what lies there is not the run's, and is neither moved nor copied.
+LINKED_OUTPUTS = """
+import os, sys
+shared = sys.argv[1]
+if sys.argv[2] == "whole":  # outputs/ itself is a link to the shared folder
+    os.symlink(shared, "outputs")
+else:  # outputs/ is the run's, with a link to the shared folder inside it
+    os.makedirs("outputs")
+    os.symlink(shared, "outputs/shared")
+open("outputs/mine.txt", "w").write("the run's")
+"""
+
+
+@pytest.mark.parametrize("how", ["whole", "inside"])
+def test_outputs_linked_to_a_shared_folder_leave_its_files_where_they_are(fresh_workspace, tmp_path, how):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "theirs.txt").write_text("someone else's")
+    run = Experiment(fresh_workspace, "linked").submit(
+        script_config(tmp_path / "src", LINKED_OUTPUTS, [str(shared), how])
+    )
+    run.wait_for_completion()
+    assert run.get_status() == "Completed"
+    assert (shared / "theirs.txt").read_text() == "someone else's"
+    outputs = [name for name in run.get_file_names() if name.startswith("outputs/")]
+    assert outputs == ([] if how == "whole" else ["outputs/mine.txt"])
+
+
 # Processes: nothing a run started outlives it
 
 GRANDPARENT = """

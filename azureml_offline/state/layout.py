@@ -483,8 +483,12 @@ class RunFolder:
         return self.files / SWEEP_LOG
 
     def collect_outputs(self):
-        """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends."""
+        """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends. Links are not
+        followed out of the snapshot: what they point to is not the run's (file_names skips linked files and
+        folders inside outputs/; an outputs/ that is itself a link is left where it is)."""
         outputs = self.snapshot / "outputs"
+        if outputs.is_symlink():
+            return
         for name in files.file_names(outputs):
             target = self.files / "outputs" / name
             target.parent.mkdir(parents=True, exist_ok=True)
