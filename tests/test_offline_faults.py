@@ -9,7 +9,13 @@ import sys
 import pytest
 from azureml.core import ScriptRunConfig
 from azureml.core.compute import AmlCompute
-from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, WebserviceException
+from azureml.exceptions import (
+    ActivityFailedException,
+    ComputeTargetException,
+    SnapshotException,
+    UserErrorException,
+    WebserviceException,
+)
 from helpers import alive, eventually, script_config, started_script
 
 from azureml_offline import backend as backend_module
@@ -228,6 +234,48 @@ def test_a_script_that_deletes_its_own_files_fails_alone(fresh_workspace, tmp_pa
     details = run.get_details_with_logs()
     assert details["status"] == "Failed" and details["logFiles"] == {}
     assert run.get_metrics() == {} and run.get_file_names() == []
+
+
+# Source folders the SDK refuses to snapshot are refused offline too, before anything is written.
+
+
+def many_files(src, count):
+    for number in range(count):
+        (src / f"file{number}.txt").write_text("x")
+
+
+def sparse_file(src, size):
+    with open(src / "big.bin", "wb") as big:
+        big.truncate(size)
+
+
+@pytest.mark.parametrize(
+    "fill, message",
+    [
+        (lambda src: many_files(src, 2001), "exceeds the file limit of 2000"),
+        (lambda src: sparse_file(src, 301 * 2**20), "exceeds the limit of 300.0 MB"),
+        (lambda src: os.symlink(src / "gone", src / "link"), "link is a link to nothing"),
+    ],
+)
+def test_a_source_folder_the_sdk_would_not_snapshot_is_refused_with_its_exception(
+    fresh_workspace, tmp_path, fill, message
+):
+    config = script_config(tmp_path / "src", QUICK)
+    fill(tmp_path / "src")
+    experiment = Experiment(fresh_workspace, "too-big")
+    with pytest.raises(SnapshotException, match=message):
+        experiment.submit(config)
+    assert list(experiment.get_runs()) == []
+
+
+def test_what_the_ignore_file_leaves_out_does_not_count_towards_the_limits(fresh_workspace, tmp_path):
+    config = script_config(tmp_path / "src", QUICK)
+    (tmp_path / "src" / "data").mkdir()
+    many_files(tmp_path / "src" / "data", 2001)
+    sparse_file(tmp_path / "src" / "data", 301 * 2**20)
+    (tmp_path / "src" / ".amlignore").write_text("data/\n")
+    run = Experiment(fresh_workspace, "ignored").submit(config)
+    assert run.wait_for_completion()["status"] == "Completed"
 
 
 # A script that links its outputs elsewhere: what lies there is not the run's, and is neither moved nor copied.

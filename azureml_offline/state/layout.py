@@ -36,7 +36,8 @@ import warnings
 from pathlib import Path
 
 from azureml._project.ignore_file import get_project_ignore_file
-from azureml.exceptions import UserErrorException
+from azureml._restclient.constants import SNAPSHOT_MAX_FILES, SNAPSHOT_MAX_SIZE_BYTES
+from azureml.exceptions import SnapshotException, UserErrorException
 
 from . import files
 from .files import DamagedFile
@@ -87,6 +88,32 @@ def run_error(code, message):
     """A run's error as the SDK records it (get_details()["error"]): code "UserError" for the script's own
     failures, "SystemError" for the offline workspace's."""
     return {"error": {"code": code, "message": message}}
+
+
+def check_snapshot(source, ignore):
+    """Refuse, with the SDK's exception and before anything is copied, what the SDK refuses to snapshot: more than
+    SNAPSHOT_MAX_FILES files (unless AML_SNAPSHOT_NO_FILE_LIMIT is set, as the SDK allows) or SNAPSHOT_MAX_SIZE_BYTES
+    in all, leaving out what `ignore` (copytree's) leaves out; and a link to nothing, which cannot be copied."""
+    count = size = 0
+    for folder, folders, names in os.walk(source):
+        ignored = ignore(folder, folders + names)
+        folders[:] = [name for name in folders if name not in ignored]
+        for name in names:
+            path = os.path.join(folder, name)
+            if name in ignored:
+                continue
+            if not os.path.exists(path):
+                raise SnapshotException(f"{path} is a link to nothing: remove it, or name it in .amlignore")
+            count += 1
+            size += os.path.getsize(path)
+    snapshot = f"While attempting to take snapshot of {source}\n"
+    if count > SNAPSHOT_MAX_FILES and not os.environ.get("AML_SNAPSHOT_NO_FILE_LIMIT"):
+        raise SnapshotException(f"{snapshot}Your project exceeds the file limit of {SNAPSHOT_MAX_FILES}.")
+    if size > SNAPSHOT_MAX_SIZE_BYTES:
+        raise SnapshotException(
+            f"{snapshot}Your total snapshot size exceeds the limit of {SNAPSHOT_MAX_SIZE_BYTES / 2**20} MB.\n"
+            "Please see http://aka.ms/aml-largefiles on how to work with large files."
+        )
 
 
 class WorkspaceFolder:
@@ -214,7 +241,9 @@ class WorkspaceFolder:
     def copy_source(self, source, target):
         """Copy the folder `source` to `target` as the SDK snapshots it (a run's, a web service's): honouring its
         .amlignore, else its .gitignore, and leaving out SNAPSHOT_IGNORE and this workspace folder."""
-        shutil.copytree(source, target, ignore=self._snapshot_ignore(source))
+        ignore = self._snapshot_ignore(source)
+        check_snapshot(source, ignore)
+        shutil.copytree(source, target, ignore=ignore)
 
     def _snapshot_ignore(self, source):
         """copytree's ignore: the SDK's ignore file for `source`, SNAPSHOT_IGNORE, and this workspace folder."""
