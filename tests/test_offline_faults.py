@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from azureml.core import ScriptRunConfig
@@ -276,6 +277,22 @@ def test_what_the_ignore_file_leaves_out_does_not_count_towards_the_limits(fresh
     (tmp_path / "src" / ".amlignore").write_text("data/\n")
     run = Experiment(fresh_workspace, "ignored").submit(config)
     assert run.wait_for_completion()["status"] == "Completed"
+
+
+@pytest.mark.parametrize("path", [".", "./"])
+def test_registering_the_current_folder_registers_it_without_the_workspace_inside_it(tmp_path, monkeypatch, path):
+    # The notebook's folder holds the workspace (.azureml-offline) when AZUREML_OFFLINE_DIR is not set.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "model.npz").write_text("weights")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(project / ".azureml-offline"))
+    workspace = Workspace.from_config()
+    Model.register(workspace, "model.npz", "first")  # the workspace is there, with a model in it
+    model = Model.register(workspace, path, "here")
+    downloaded = Path(model.download(str(tmp_path / "downloaded")))
+    assert (model.version, downloaded.name) == (1, "project")
+    assert sorted(p.name for p in downloaded.iterdir()) == ["model.npz"]
 
 
 # A script that links its outputs elsewhere: what lies there is not the run's, and is neither moved nor copied.

@@ -287,11 +287,19 @@ class WorkspaceFolder:
         return entries[0]
 
     def new_model_version(self, name, source, definition):
-        """Copy the file or folder `source` into the next version of model `name`; return the version."""
+        """Copy the file or folder `source` into the next version of model `name`; return the version. A folder
+        that holds this workspace (".", the notebook's folder) is copied without it."""
+        source = Path(source).resolve()  # "." and "./" have no name of their own
         with files.staging_dir(self.root / ".staging") as staged:
             (staged / "files").mkdir()
-            copy = shutil.copytree if Path(source).is_dir() else shutil.copyfile
-            copy(source, staged / "files" / Path(source).name)
+            if source.is_dir():
+
+                def this_workspace(folder, names):
+                    return [name for name in names if Path(folder, name) == self.root]
+
+                shutil.copytree(source, staged / "files" / source.name, ignore=this_workspace)
+            else:
+                shutil.copyfile(source, staged / "files" / source.name)
             files.write_json(staged / "model.json", definition)
             return files.publish(staged, self.root / "models" / plain_name(name, "Model"))
 
