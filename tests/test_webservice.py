@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 from azureml.core.model import InferenceConfig
-from azureml.exceptions import WebserviceException
+from azureml.exceptions import UserErrorException, WebserviceException
 from helpers import REPO
 
 from azureml_offline.backend import backend_of, copy_app
@@ -358,3 +358,14 @@ def test_a_damaged_service_record_hides_no_other_service(service, tmp_path):
     folder.service("half-deleted").path.mkdir()
     with pytest.warns(DamagedRecordWarning, match="cut-short"):
         assert list(workspace_at(folder.root).webservices) == [service.name]
+
+
+@pytest.mark.parametrize("damage", [shutil.rmtree, lambda files: [path.unlink() for path in files.iterdir()]])
+def test_deploying_a_model_whose_files_are_gone_says_which_and_leaves_no_service(env, tmp_path, damage):
+    workspace = workspace_at(tmp_path / "workspace")
+    model = Model.register(workspace, env["model"].download(str(tmp_path / "model")), "chainer-dnn-mnist")
+    files = backend_of(workspace).folder.model_entry(model.name, model.version).parent
+    damage(files)  # the folder removed, or emptied
+    with pytest.raises(UserErrorException, match=f"{files} is damaged"):
+        Model.deploy(workspace, "no-model", [model], inference_config(env), OPEN)
+    assert workspace.webservices == {}

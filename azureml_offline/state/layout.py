@@ -280,8 +280,11 @@ class WorkspaceFolder:
         return files.read_json(self._model(name, version) / "model.json")
 
     def model_entry(self, name, version):
-        """The registered file or folder of a model version."""
-        entries = list((self._model(name, version) / "files").iterdir())
+        """The registered file or folder of a model version; DamagedFile if its files are gone."""
+        try:
+            entries = list((self._model(name, version) / "files").iterdir())
+        except FileNotFoundError:
+            raise DamagedFile(self._model(name, version) / "files", "missing: the model's files were removed") from None
         if len(entries) != 1:
             raise DamagedFile(self._model(name, version) / "files", f"holds {len(entries)} entries, not one")
         return entries[0]
