@@ -1,3 +1,4 @@
+import collections
 import gc
 
 import pytest
@@ -6,19 +7,26 @@ from synthetic_mnist import write_dataset
 import azureml_offline
 from azureml_offline.workspace import Workspace
 
-# The lessons' nbval runs take the longest: started first, they overlap the rest of the suite on the other workers.
-# pytest-random-order shuffles after this hook; pytest-reverse reverses before it, so it is left alone then.
-SLOWEST_FIRST = ("test_notebook.py", "test_notebook_distributed.py", "test_notebook_deploy.py")
+# The lessons' nbval runs and the MPI jobs take the longest: started first, they overlap the rest of the suite on the
+# other workers. The other modules follow, those with the most tests first (as xdist orders them unless told not
+# to, as pyproject does). pytest-random-order shuffles after this hook; pytest-reverse reverses before it.
+SLOWEST_FIRST = (
+    "test_notebook.py",
+    "test_notebook_distributed.py",
+    "test_notebook_deploy.py",
+    "test_chainer_mnist_mpi.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
     if not config.getoption("reverse", False):
-        items.sort(key=lambda item: item.path.name not in SLOWEST_FIRST)
+        tests = collections.Counter(item.path for item in items)
+        items.sort(key=lambda item: (item.path.name not in SLOWEST_FIRST, -tests[item.path]))
 
 
 def pytest_collection_finish(session):
-    """The SDK's modules (azureml.train.dnn alone) leave millions of objects that live as long as the process:
-    frozen, the garbage collector no longer walks them on each full collection, nor at the end of the run."""
+    """The modules collection imports (the SDK's above all) leave objects that live as long as the process: frozen,
+    the garbage collector no longer walks them on each full collection, nor at the end of the run."""
     gc.freeze()
 
 
