@@ -1,6 +1,7 @@
 """Offline web services: score.py in azmlinfsrv, reached over HTTP as a client program would, with the SDK's surface."""
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ import pytest
 import requests
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import UserErrorException, WebserviceException
-from helpers import REPO
+from helpers import REPO, alive, eventually
 
 from azureml_offline.backend import backend_of, copy_app
 from azureml_offline.engine.server import free_port
@@ -369,3 +370,38 @@ def test_deploying_a_model_whose_files_are_gone_says_which_and_leaves_no_service
     with pytest.raises(UserErrorException, match=f"{files} is damaged"):
         Model.deploy(workspace, "no-model", [model], inference_config(env), OPEN)
     assert workspace.webservices == {}
+
+
+# A scoring script whose init() starts a helper in a session of its own, out of the server's process group.
+SPAWNING = """
+import subprocess, sys
+def init():
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    with open("helpers.txt", "a") as pids:
+        pids.write(f"{helper.pid}\\n")
+def run(data):
+    return "ok"
+"""
+
+
+def test_delete_stops_what_init_started_in_a_session_of_its_own(env, own_source):
+    (own_source / "spawning.py").write_text(SPAWNING)
+    config = inference_config(env, "spawning.py", own_source)
+    service = Model.deploy(env["workspace"], "spawning", [env["model"]], config, OPEN)
+    service.wait_for_deployment()
+    helpers = [int(pid) for pid in (backend_of(service).service("spawning").app / "helpers.txt").read_text().split()]
+    assert helpers and all(alive(pid) for pid in helpers)
+    service.delete()
+    eventually(lambda: not any(alive(pid) for pid in helpers))
+
+
+def test_delete_stops_the_workers_of_a_server_whose_master_was_killed(env):
+    service = Model.deploy(env["workspace"], "orphans", [env["model"]], inference_config(env), OPEN)
+    service.wait_for_deployment()
+    folder = backend_of(service).service("orphans")
+    master = json.loads(folder.server.read_text())["pid"]
+    os.kill(master, signal.SIGKILL)
+    eventually(lambda: not alive(master))
+    assert server_processes(folder.path)  # its workers, orphaned
+    service.delete()
+    eventually(lambda: not server_processes(folder.path))

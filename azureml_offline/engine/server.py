@@ -5,6 +5,7 @@ The server outlives the process that started it (a notebook cell, a kernel) and 
 server.json (pid, start time, port); it stops on delete() or once its service's folder is gone.
 """
 
+import os
 import re
 import shutil
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 from azureml.exceptions import WebserviceException
 
 from ..state import files
@@ -97,15 +99,29 @@ def running(server):
 
 
 def stop(server):
-    """Stop the server's whole process group (master and workers), politely then for sure, and wait for it."""
-    if not running(server):
+    """Stop the server and all it started, politely then for sure, and wait for them: its process group (master
+    and workers, also workers whose master died) and its other descendants (say, a process that init() started
+    in a session of its own), found before any of them exits and so stops being a descendant."""
+    if not server:
         return
     process = _servers.get(server["pid"])
-    processes.stop_group(
-        lambda: processes.group_members(server["pid"]),
-        STOP_SECONDS,
-        reap=process.poll if process is not None else lambda: None,
-    )
+    started = processes.descendants(server["pid"]) if running(server) else []
+
+    def members():
+        group = [member for member in processes.group_members(server["pid"]) if serves(member, server)]
+        return group + [other for other in processes.living(started) if other not in group]
+
+    processes.stop_group(members, STOP_SECONDS, reap=process.poll if process is not None else lambda: None)
+
+
+def serves(member, server):
+    """Whether `member` of the process group named by the server's pid is the server's (its master or a worker,
+    forked from it: this Python), not a later process group that happens to have that number after the master
+    died."""
+    try:
+        return member.create_time() >= server["startTime"] and member.exe() == os.path.realpath(sys.executable)
+    except (psutil.Error, TypeError):  # gone, or no start time recorded
+        return False
 
 
 def startup_error(log):

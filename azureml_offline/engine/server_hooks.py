@@ -16,6 +16,8 @@ import signal
 import threading
 import time
 
+from azureml_offline.engine import processes
+
 DEFINITION = os.environ["AZUREML_OFFLINE_SERVICE_DEFINITION"]  # service.json; gone: stop
 SERVICE_ID = os.environ["AZUREML_OFFLINE_SERVICE_ID"]  # ... or holding another deployment's id: stop
 KEYS = os.environ["AZUREML_OFFLINE_SERVICE_KEYS"]
@@ -30,6 +32,7 @@ graceful_timeout = 2  # delete(): requests in flight get this long to finish (sc
 
 def on_starting(server):
     server.cfg.set("bind", [f"127.0.0.1:{os.environ['SERVER_PORT']}"])
+    processes.become_subreaper()  # what a worker starts stays below the master when the worker exits
 
 
 def when_ready(server):
