@@ -36,6 +36,13 @@ def mnist_dir(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("mnist"), n_train=2000, n_test=500)
 
 
+@pytest.fixture(scope="session")
+def lesson_mnist_dir(tmp_path_factory):
+    """A smaller one for the lessons under nbval, which train many times (lesson 01 three times, lesson 02's
+    sweep eight children) and whose outputs mask every figure that depends on the data."""
+    return write_dataset(tmp_path_factory.mktemp("lesson-mnist"), n_train=1000, n_test=250)
+
+
 @pytest.fixture
 def fresh_workspace(tmp_path, monkeypatch):
     """An empty offline workspace of this test's own, also for the processes it starts (AZUREML_OFFLINE_DIR)."""

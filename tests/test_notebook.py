@@ -22,9 +22,9 @@ LESSONS = [NOTEBOOK, REPO / "notebooks" / "02-tune-hyperparameters.ipynb"]
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, mnist_dir):
+def first_run(tmp_path_factory, lesson_mnist_dir):
     folder = tmp_path_factory.mktemp("tutorial")
-    env = offline_env(folder / "workspace", mnist_dir)
+    env = offline_env(folder / "workspace", lesson_mnist_dir)
     paths = layout(folder, *((path.name, nbformat.read(path, as_version=4)) for path in LESSONS))
     return paths[0], env, nbval(paths, env)
 
@@ -52,7 +52,7 @@ def test_clean_rerun_finds_the_cluster_and_registers_the_next_version(first_run)
     assert sorted(os.listdir(path.parent / "chainer-mnist")) == ["chainer_mnist.py"]
 
 
-def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mnist_dir):
+def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, lesson_mnist_dir):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     table = code_cell(notebook, "metrics = run.get_metrics()")
     lines = notebook.cells[table].outputs[0]["text"].splitlines(keepends=True)
@@ -60,7 +60,7 @@ def test_nbval_fails_when_an_output_changes_shape_or_a_cell_raises(tmp_path, mni
     raising = code_cell(notebook, "model = run.register_model(")
     notebook.cells[raising].source = notebook.cells[raising].source.replace("outputs/model.npz", "outputs/missing.npz")
 
-    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", lesson_mnist_dir))
 
     failed = {int(n) for n in re.findall(r"^FAILED .*::Cell (\d+)", result.stdout, re.MULTILINE)}
     code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]

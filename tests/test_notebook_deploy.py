@@ -18,7 +18,7 @@ from azureml_offline.workspace import workspace_at
 NOTEBOOK = REPO / "notebooks" / "03-deploy-web-service.ipynb"
 
 
-def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
+def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, lesson_mnist_dir):
     for name in ("chainer_mnist.py", "score.py", "inference-environment.yml"):
         shutil.copy(REPO / name, tmp_path / name)
     outputs = tmp_path / "outputs"
@@ -27,7 +27,7 @@ def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
             sys.executable,
             REPO / "chainer_mnist.py",
             "--data-dir",
-            str(mnist_dir),
+            str(lesson_mnist_dir),
             "--epochs",
             "1",
             "--output_dir",
@@ -47,7 +47,7 @@ def test_committed_deploy_notebook_passes_nbval_strict(tmp_path, mnist_dir):
     (tmp_path / "notebooks").mkdir()
     path = shutil.copy(NOTEBOOK, tmp_path / "notebooks")
 
-    result = nbval([tmp_path / "notebooks" / NOTEBOOK.name], offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval([tmp_path / "notebooks" / NOTEBOOK.name], offline_env(tmp_path / "workspace", lesson_mnist_dir))
 
     assert_nbval_passed(result)
     code_cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]

@@ -6,9 +6,9 @@ from helpers import REPO, assert_nbval_passed, code_cell, layout, nbval, offline
 NOTEBOOK = REPO / "notebooks" / "04-distributed-training.ipynb"
 
 
-def test_committed_distributed_lesson_passes_nbval_strict(tmp_path, mnist_dir):
+def test_committed_distributed_lesson_passes_nbval_strict(tmp_path, lesson_mnist_dir):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", mnist_dir))
+    result = nbval(layout(tmp_path, (NOTEBOOK.name, notebook)), offline_env(tmp_path / "workspace", lesson_mnist_dir))
     assert_nbval_passed(result)
 
 
