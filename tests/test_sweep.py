@@ -83,17 +83,23 @@ def test_children_run_their_hyperparameters_never_more_than_max_concurrent_runs_
     assert isinstance(next(r for r in experiment.get_runs() if r.id == run.id), HyperDriveRun)
 
 
-def test_the_policy_cancels_a_child_at_the_interval_it_falls_behind(experiment, tmp_path):
-    # One child at a time, so the leader's values are all known when the other is judged.
+def bandit_sweep(experiment, tmp_path, first, second):
+    """A sweep of two children that log `first` and `second` (--values), one at a time so that the first's values
+    are all known when the second is judged, under a Bandit policy (slack factor 0.1, every interval); it has ended."""
     config = sweep_config(
         tmp_path,
-        {"--values": choice("0.9,0.95", ",".join(["0.1"] * 40))},
+        {"--values": choice(first, second)},
         arguments=["--seconds", "0.1"],
         max_concurrent_runs=1,
         policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1),
     )
     run = experiment.submit(config)
     run.wait_for_completion()
+    return run
+
+
+def test_the_policy_cancels_a_child_at_the_interval_it_falls_behind(experiment, tmp_path):
+    run = bandit_sweep(experiment, tmp_path, "0.9,0.95", ",".join(["0.1"] * 40))
     leader, follower = run.get_children()
     assert (run.get_status(), leader.get_status(), follower.get_status()) == ("Completed", "Completed", "Canceled")
     assert len(metric_values(follower.get_metrics()["Accuracy"])) < 10  # of 40: stopped at once, not at the end
@@ -121,15 +127,7 @@ def test_max_duration_minutes_cancels_the_running_children_and_ends_the_sweep(ex
 def test_a_metric_that_is_not_a_finite_number_never_wins_and_never_decides(experiment, tmp_path):
     # A diverged child logs inf, then NaN. Run first, it would set the bar that the policy holds the other to
     # (which logs long enough to be judged), and then be the sweep's best.
-    config = sweep_config(
-        tmp_path,
-        {"--values": choice("inf,nan", ",".join(["0.5"] * 20))},
-        arguments=["--seconds", "0.1"],
-        max_concurrent_runs=1,
-        policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1),
-    )
-    run = experiment.submit(config)
-    run.wait_for_completion()
+    run = bandit_sweep(experiment, tmp_path, "inf,nan", ",".join(["0.5"] * 20))
     diverged, sound = run.get_children()
     assert (diverged.get_status(), sound.get_status()) == ("Completed", "Completed")
     assert len(metric_values(sound.get_metrics()["Accuracy"])) == 20
