@@ -251,18 +251,20 @@ class WorkspaceFolder:
         builtin = shutil.ignore_patterns(*SNAPSHOT_IGNORE)
 
         def ignore(folder, names):
-            ignored = set(builtin(folder, names))
+            ignored = set(builtin(folder, names)) | set(self._this_workspace(folder, names))
             for name in names:
                 path = os.path.abspath(os.path.join(folder, name))
                 # A folder is matched with a trailing slash, so that a pattern such as "data/" applies to it.
-                if (
-                    ignore_file.is_file_excluded(path + os.sep if os.path.isdir(path) else path)
-                    or Path(path).resolve() == self.root
-                ):
+                if ignore_file.is_file_excluded(path + os.sep if os.path.isdir(path) else path):
                     ignored.add(name)
             return ignored
 
         return ignore
+
+    def _this_workspace(self, folder, names):
+        """copytree's ignore that leaves out this workspace's folder (also where a link leads to it), so that a
+        folder that holds the workspace is never copied into it."""
+        return [name for name in names if Path(folder, name).resolve() == self.root]
 
     def _runs(self, experiment):
         return self.root / "experiments" / plain_name(experiment, "Experiment") / "runs"
@@ -296,11 +298,7 @@ class WorkspaceFolder:
         with files.staging_dir(self.root / ".staging") as staged:
             (staged / "files").mkdir()
             if source.is_dir():
-
-                def this_workspace(folder, names):
-                    return [name for name in names if Path(folder, name) == self.root]
-
-                shutil.copytree(source, staged / "files" / source.name, ignore=this_workspace)
+                shutil.copytree(source, staged / "files" / source.name, ignore=self._this_workspace)
             else:
                 shutil.copyfile(source, staged / "files" / source.name)
             files.write_json(staged / "model.json", definition)
