@@ -32,9 +32,9 @@ from azureml.train.hyperdrive.sampling import _sampling_from_dict
 
 from . import estimators
 from .backend import backend_of
-from .engine import launch
+from .engine import launch, policies
 from .run import Run
-from .state.layout import BEST_CHILD_TABLE, TERMINAL_STATES
+from .state.layout import BEST_CHILD_TABLE, TERMINAL_STATES, metric_values
 
 # Azure's documented limits (the SDK does not check them; the service refuses a sweep beyond them).
 MAX_TOTAL_RUNS, MAX_CONCURRENT_RUNS = 1000, 100
@@ -189,9 +189,32 @@ class HyperDriveRun(Run):
 
     # The SDK's methods, which use only the public Run API of this run and its children.
     get_hyperparameters = SdkHyperDriveRun.get_hyperparameters
-    get_children_sorted_by_primary_metric = SdkHyperDriveRun.get_children_sorted_by_primary_metric
     _is_valid_childrun_tag = SdkHyperDriveRun._is_valid_childrun_tag
     _get_best_run_id_by_primary_metric = SdkHyperDriveRun._get_best_run_id_by_primary_metric
+
+    def get_children_sorted_by_primary_metric(self, top=0, reverse=False, discard_no_metric=False):
+        """The SDK's ranking (best first; children without the metric after the others, or left out), by each
+        child's best finite value: the SDK's max() or min() would rank a child that logged NaN or infinity
+        anywhere, so one that logged nothing else counts as one without the metric."""
+        assert isinstance(top, int) and top >= 0, "Value of parameter top should be 0 or a positive integer"
+        assert isinstance(reverse, bool), "Type of parameter reverse should be bool"
+        assert isinstance(discard_no_metric, bool), "Type of parameter discard_no_metric should be bool"
+        metric = self.hyperdrive_config._primary_metric_config
+        maximize = metric["goal"] == PrimaryMetricGoal.MAXIMIZE.value.lower()
+        hyperparameters = self.get_hyperparameters()
+        ranked, unranked = [], []
+        for child in self.get_children():
+            values = policies.usable(metric_values(child.get_metrics(metric["name"]).get(metric["name"])))
+            entry = {
+                "run_id": child.id,
+                "hyperparameters": hyperparameters.get(child.id),
+                "best_primary_metric": policies.best_of(values, maximize),
+                "status": child.get_status(),
+            }
+            (ranked if values else unranked).append(entry)
+        ranked.sort(key=lambda entry: entry["best_primary_metric"], reverse=maximize != reverse)
+        children = ranked if discard_no_metric else ranked + unranked
+        return children[:top] if top else children
 
     def get_best_run_by_primary_metric(self, include_failed=True, include_canceled=True, include_resume_from_runs=True):
         """The child with the best primary metric: the one the sweep recorded once it ended, else the best by

@@ -132,6 +132,15 @@ def test_a_metric_that_is_not_a_finite_number_never_wins_and_never_decides(exper
     assert (diverged.get_status(), sound.get_status()) == ("Completed", "Completed")
     assert len(metric_values(sound.get_metrics()["Accuracy"])) == 20
     assert run.get_best_run_by_primary_metric().id == sound.id
+    # The ranking the SDK's fallback picks from while a sweep runs: the diverged child counts as one without it.
+    ranked = run.get_children_sorted_by_primary_metric()
+    assert [(child["run_id"], child["best_primary_metric"]) for child in ranked] == [
+        (sound.id, 0.5),
+        (diverged.id, None),
+    ]
+    assert [child["run_id"] for child in run.get_children_sorted_by_primary_metric(discard_no_metric=True)] == [
+        sound.id
+    ]
 
 
 def test_a_failing_child_does_not_stop_the_sweep(experiment, tmp_path):
