@@ -13,6 +13,7 @@ import test_webservice
 from azureml.exceptions import WebserviceException
 from test_webservice import OPEN, inference_config, payload
 
+from azureml_offline import webservice
 from azureml_offline.model import Model
 
 env, own_source = test_webservice.env, test_webservice.own_source  # its fixtures: a workspace with a model, a source
@@ -112,6 +113,23 @@ def test_an_init_that_never_returns_fails_within_the_worker_timeout(env, own_sou
             service.wait_for_deployment()
         assert time.monotonic() - start < 30
         assert "init() did not finish within 3 s" in str(raised.value)
+    finally:
+        service.delete()
+
+
+@pytest.mark.timeout(60)
+def test_run_on_a_run_that_never_returns_raises_within_the_request_timeout(env, own_source, monkeypatch):
+    monkeypatch.setattr(webservice, "REQUEST_SECONDS", 2)
+    (own_source / "hanging.py").write_text(HANGING.format(init="pass", run="time.sleep(600)"))
+    service = Model.deploy(env["workspace"], "hanging-run", [], inference_config(env, "hanging.py", own_source), OPEN)
+    try:
+        service.wait_for_deployment()
+        start = time.monotonic()
+        with pytest.raises(WebserviceException, match="no answer within 2 s"):
+            service.run("{}")
+        assert time.monotonic() - start < 10
+        service.update_deployment_state()
+        assert service.state == "Healthy"  # the server still answers: only one of its threads hangs
     finally:
         service.delete()
 
