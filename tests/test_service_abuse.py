@@ -3,6 +3,7 @@ cannot be copied, an init() or run() that never returns, JSON nested past any pa
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from test_webservice import OPEN, inference_config, payload
 
 from azureml_offline import webservice
 from azureml_offline.model import Model
+from azureml_offline.webservice import Webservice
 
 env, own_source = test_webservice.env, test_webservice.own_source  # its fixtures: a workspace with a model, a source
 HANGING = "import time\ndef init():\n    {init}\ndef run(data):\n    {run}\n"
@@ -100,6 +102,24 @@ def test_clients_that_hold_connections_hold_up_no_request_nor_the_liveness(servi
         stop.set()
         for thread in threads:
             thread.join()
+
+
+@pytest.mark.parametrize(
+    "uncopyable", [lambda path: path.symlink_to(path.with_name("nowhere")), os.mkfifo], ids=["dangling link", "pipe"]
+)
+def test_an_update_whose_source_cannot_be_copied_leaves_the_old_server_serving(env, own_source, uncopyable):
+    service = Model.deploy(env["workspace"], "kept", [env["model"]], inference_config(env), OPEN)
+    service.wait_for_deployment()
+    try:
+        uncopyable(own_source / "weights.npz")
+        with pytest.raises(WebserviceException, match="weights.npz") as raised:
+            service.update(models=[env["model"]], inference_config=inference_config(env, source=own_source))
+        assert "\n" not in raised.value.message
+        found = Webservice(env["workspace"], "kept")
+        assert found.state == "Healthy"
+        assert found.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
+    finally:
+        service.delete()
 
 
 @pytest.mark.timeout(60)
