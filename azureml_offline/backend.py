@@ -19,17 +19,25 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import requests
 from azureml._model_management._util import model_name_validation
-from azureml.exceptions import ComputeTargetException, UserErrorException, WebserviceException
+from azureml.exceptions import ComputeTargetException, SnapshotException, UserErrorException, WebserviceException
 
 from .engine import launch, mpi, processes, server
 from .state import files
-from .state.layout import HYPERDRIVE_RUN_TYPE, RUN_DIR_VARIABLE, TERMINAL_STATES, WorkspaceFolder, run_error
+from .state.layout import (
+    HYPERDRIVE_RUN_TYPE,
+    RUN_DIR_VARIABLE,
+    TERMINAL_STATES,
+    ServiceFolder,
+    WorkspaceFolder,
+    run_error,
+)
 
 __all__ = ["Backend", "backend_of", "copy_app", "open_backend", "open_run_folder", "run_definition"]
 
@@ -394,15 +402,22 @@ class Backend:
         if models is None and inference_config is None:
             files.write_json(service.definition, definition)
             return
-        server.stop(files.read_json(service.server))
-        for stale in (service.ready, service.server):
-            stale.unlink(missing_ok=True)
-        if inference_config is not None:
-            shutil.rmtree(service.app)
-            definition["entryScript"] = copy_app(service, self.folder, inference_config)
         if models is not None:
             definition["modelIds"] = [model.id for model in models]
-        copy_models(service, self.folder, definition["modelIds"])
+        # The new app (or models) is copied whole beside the old one first: a copy that fails leaves the old
+        # server serving.
+        with tempfile.TemporaryDirectory(dir=service.path, prefix=".update-") as staging:
+            staged = ServiceFolder(staging)
+            if inference_config is not None:
+                definition["entryScript"] = copy_app(staged, self.folder, inference_config)
+            copy_models(staged, self.folder, definition["modelIds"])
+            server.stop(files.read_json(service.server))
+            for stale in (service.ready, service.server):
+                stale.unlink(missing_ok=True)
+            new, old = (staged.app, service.app) if inference_config is not None else (staged.models, service.models)
+            shutil.rmtree(old)
+            new.rename(old)
+            staged.init_log.replace(service.init_log)
         definition["serviceId"] = uuid.uuid4().hex  # the old server's watch ends
         files.write_json(service.definition, definition)
         server.start(service)
@@ -481,7 +496,12 @@ def copy_app(service, folder, inference_config):
     path there."""
     entry_script = Path(inference_config.entry_script)
     if inference_config.source_directory:
-        folder.copy_source(inference_config.source_directory, service.app)
+        try:
+            folder.copy_source(inference_config.source_directory, service.app)
+        except SnapshotException as e:  # a folder the SDK would not snapshot: its message names the file
+            raise WebserviceException(e.message) from None
+        except OSError as e:
+            raise WebserviceException(uncopyable(inference_config.source_directory, e)) from None
     else:
         service.app.mkdir()
         shutil.copy(entry_script, service.app)
@@ -489,10 +509,22 @@ def copy_app(service, folder, inference_config):
     return entry_script.as_posix()
 
 
+def uncopyable(source, error):
+    """One line that names the file of source directory `source` that could not be copied, and what to do."""
+    if isinstance(error, shutil.Error):  # copytree's: (source, target, why) of each file it could not copy
+        path, _, why = error.args[0][0]
+    else:
+        path, why = error.filename, error
+    return (
+        f"Cannot copy {path} from the source directory {source} into the service ({why}): mend or remove it, "
+        f"or list it in the folder's .amlignore, then deploy or update again"
+    )
+
+
 def copy_models(service, folder, model_ids):
     """Copy the files of the models ("name:version") of WorkspaceFolder `folder` where the server finds them."""
     shutil.rmtree(service.models, ignore_errors=True)
-    service.models.mkdir()
+    service.models.mkdir(parents=True)
     service.init_log.parent.mkdir(exist_ok=True)
     lines = []
     for model_id in model_ids:

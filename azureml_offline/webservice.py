@@ -22,6 +22,8 @@ from azureml.exceptions import WebserviceException
 from .backend import ACI, LOCAL, backend_of
 
 POLL_SECONDS = 0.25
+# run()'s wait for an answer (AKS's default scoring_timeout_ms): a run() that hangs is an error, not a hang.
+REQUEST_SECONDS = 60
 
 
 def deploy(workspace, name, models, inference_config, deployment_config, overwrite):
@@ -193,7 +195,13 @@ class Webservice:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.auth_enabled:
             headers["Authorization"] = f"Bearer {self.get_keys()[0]}"
-        return self._session.post(self.scoring_uri, data=input_data, headers=headers)
+        try:
+            return self._session.post(self.scoring_uri, data=input_data, headers=headers, timeout=REQUEST_SECONDS)
+        except requests.Timeout:
+            raise WebserviceException(
+                f"Service {self.name} sent no answer within {REQUEST_SECONDS:g} s (webservice.REQUEST_SECONDS); "
+                f"get_logs() shows what its run() is doing"
+            ) from None
 
     def delete(self):
         """Stop the server (its port is free when this returns) and remove the service's folder."""

@@ -20,6 +20,7 @@ from ..state import files
 from . import processes
 
 WORKERS = 2  # server worker processes: see docs/deployment.md
+THREADS = 8  # per worker: each request in flight holds one, a client that sends slowly too
 MAX_BODY_BYTES = 16 << 20  # a request body above this is answered 413 (score.py accepts 1000 images)
 STOP_SECONDS = 10  # from SIGTERM to SIGKILL
 _servers = {}  # pid -> Popen of the servers this process started, so that their exit is reaped
@@ -41,6 +42,7 @@ def start(service):
         AZUREML_OFFLINE_SERVICE_KEYS=str(service.keys),
         AZUREML_OFFLINE_SERVICE_READY=str(service.ready),
         AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES),
+        AZUREML_OFFLINE_SERVICE_THREADS=str(THREADS),
     )
     # The workers are the parallelism: one BLAS thread each, or two workers' threads contend for the same cores.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -6,15 +6,22 @@ service needs around it, and change nothing in the app itself:
   - the key check of an auth-enabled service (401 without it), done by Azure's front end before a request
     reaches the container, and a cap on the request body (413), so that a huge body is refused unparsed;
   - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
-    (deleted, or its workspace removed), so no server outlives its service.
+    (deleted, or its workspace removed), so no server outlives its service;
+  - threaded workers, where a client that connects and sends nothing holds no thread (ThreadWorker) and one that
+    sends slowly holds one thread, not a worker; an init() bounded by the worker timeout; JSON nested deeper than
+    the parser goes answered 400, not 500.
 The deploying process passes the files through environment variables (server.start).
 """
 
 import json
 import os
+import selectors
 import signal
 import threading
 import time
+from functools import partial
+
+from gunicorn.workers import gthread
 
 from azureml_offline.engine import processes
 
@@ -28,6 +35,24 @@ WATCH_SECONDS = 1.0
 
 control_socket_disable = True  # gunicorn 24+ would share one control socket in ~/.gunicorn between services
 graceful_timeout = 2  # delete(): requests in flight get this long to finish (scoring takes milliseconds)
+threads = int(os.environ["AZUREML_OFFLINE_SERVICE_THREADS"])  # per worker: requests in flight, slow clients too
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's threaded worker, but a new connection waits in the worker's poller (as a kept-alive one does)
+    until it has sent something, for at most the keep-alive timeout: gunicorn's own gives it a thread meanwhile,
+    so that a few clients that connect and send nothing would hold every thread."""
+
+    def enqueue_req(self, conn):
+        if conn.initialized or conn.data_ready:
+            super().enqueue_req(conn)
+            return
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+
+
+worker_class = ThreadWorker
 
 
 def on_starting(server):
@@ -39,11 +64,36 @@ def when_ready(server):
     threading.Thread(target=stop_when_service_is_gone, daemon=True).start()
 
 
+def post_fork(server, worker):
+    # gunicorn's first heartbeat comes from the worker's request loop, after init(): without this one the worker
+    # timeout never bounds init(), and an init() that never returns leaves the service Transitioning for ever.
+    worker.notify()
+
+
+def worker_abort(worker):
+    """The worker timeout has passed. Before init() returned, this fails init() as an exception of its own would:
+    the worker fails to boot and the server stops, as a deployment on Azure fails."""
+    if not worker.booted:
+        raise TimeoutError(
+            f"init() did not finish within {worker.cfg.timeout:g} s, the server's worker timeout "
+            f"(the environment variable WORKER_TIMEOUT)"
+        )
+
+
 def post_worker_init(worker):
-    worker.wsgi.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # also bounds chunked bodies, which have no length
-    worker.wsgi = Gate(worker.wsgi)
+    app = worker.wsgi
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # also bounds chunked bodies, which have no length
+    # json.loads raises RecursionError on deep nesting, which azmlinfsrv answers 500; its blueprints' handler of
+    # every Exception comes before the app's, so the handler goes in every scope.
+    for scope in (None, *app.blueprints):
+        app.error_handler_spec[scope][None][RecursionError] = too_deep
+    worker.wsgi = Gate(app)
     with open(READY, "w"):
         pass
+
+
+def too_deep(error):
+    return {"message": f"the JSON is nested too deeply to be parsed ({error})"}, 400
 
 
 def stop_when_service_is_gone():
