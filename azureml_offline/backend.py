@@ -13,6 +13,8 @@ runs, children, models and services it keeps, as state.layout's folders (RunFold
 runner processes this process started (runner).
 """
 
+import json
+import os
 import re
 import secrets
 import shutil
@@ -26,7 +28,12 @@ from pathlib import Path
 
 import requests
 from azureml._model_management._util import model_name_validation
+from azureml._restclient import models as rest_models
+from azureml._restclient.exceptions import ServiceException
+from azureml._restclient.models.error_response import ErrorResponseException
+from azureml._run_impl.run_history_facade import PropertyKeys
 from azureml.exceptions import ComputeTargetException, SnapshotException, UserErrorException, WebserviceException
+from msrest import Deserializer
 
 from .engine import launch, mpi, processes, server
 from .state import files
@@ -51,6 +58,8 @@ COMPUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
 ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values of services
 START_SECONDS = 60  # a service whose server was never started (its deployer died first) is Failed after this
 PROBE_SECONDS = 2  # liveness probe timeout
+SNAPSHOT_ID = PropertyKeys.SNAPSHOT_ID  # the property that names a run's snapshot
+EXPERIMENT_IDS = uuid.UUID("6f1f4d4e-0ff1-4e0b-9b9e-0a5e3e7f1a11")  # the namespace of experiments' uuid5 ids
 
 _backends = {}  # workspace folder -> its Backend, one per folder in this process
 
@@ -168,6 +177,62 @@ class Backend:
     def add_experiment(self, name):
         self.folder.add_experiment(name)
 
+    def experiment_id(self, name):
+        """Experiment `name`'s id: the same in every process and session, as an Azure experiment's."""
+        return str(uuid.uuid5(EXPERIMENT_IDS, name))
+
+    def experiment(self, name):
+        """What was set on experiment `name`: its tags, and archivedTime (None while it is active)."""
+        record = self.folder.read_experiment(name)
+        return {"tags": record.get("tags", {}), "archivedTime": record.get("archivedTime")}
+
+    def set_experiment_tags(self, name, tags):
+        record = self.folder.read_experiment(name)
+        record["tags"] = {**record.get("tags", {}), **tag_values(tags, "tags")}
+        self.folder.write_experiment(name, record)
+
+    def remove_experiment_tags(self, name, keys):
+        record = self.folder.read_experiment(name)
+        removed = tag_names(keys)
+        record["tags"] = {key: value for key, value in record.get("tags", {}).items() if key not in removed}
+        self.folder.write_experiment(name, record)
+
+    def archive_experiment(self, name, archived=True):
+        """Archive experiment `name` (Experiment.list leaves it out by default), or reactivate it."""
+        record = self.folder.read_experiment(name)
+        record["archivedTime"] = files.utc_now() if archived else None
+        self.folder.write_experiment(name, record)
+
+    def select_experiments(self, name=None, view_type="ActiveOnly", tags=None):
+        """The names of the experiments that Experiment.list's filters select: `name`; view_type "ActiveOnly",
+        "ArchivedOnly" or "All"; `tags`, a tag name or {name: value} pairs."""
+        if view_type not in ("ActiveOnly", "ArchivedOnly", "All"):
+            raise UserErrorException(f"view_type is ActiveOnly, ArchivedOnly or All, not {view_type!r}")
+        selected = []
+        for candidate in self.experiment_names():
+            recorded = self.experiment(candidate)
+            archived = recorded["archivedTime"] is not None
+            if (
+                name in (None, candidate)
+                and view_type in ("All", "ArchivedOnly" if archived else "ActiveOnly")
+                and (tags is None or matches(tags, recorded["tags"], "tags"))
+            ):
+                selected.append(candidate)
+        return selected
+
+    def delete_experiment(self, experiment_id):
+        """Delete the experiment with id `experiment_id` and all its runs, which must have ended."""
+        name = next((name for name in self.experiment_names() if self.experiment_id(name) == experiment_id), None)
+        if name is None:
+            raise UserErrorException(f"No experiment with id {experiment_id!r} in the offline workspace")
+        active = [run.run_id for run in self.runs(name) if self.reconcile_status(run)["status"] not in TERMINAL_STATES]
+        if active:
+            raise UserErrorException(
+                f"Experiment {name!r} cannot be deleted while its runs {active} have not ended: cancel them first"
+            )
+        self.folder.remove_experiment(name)
+        self._runs = {key: run for key, run in self._runs.items() if key[0] != name}
+
     def runs(self, experiment):
         """The experiment's runs (RunFolder), newest first."""
         for run in self.folder.runs(experiment):
@@ -182,6 +247,31 @@ class Backend:
             for _ in self.runs(experiment):  # one pass indexes them all
                 pass
         return self._runs.get((experiment, run_id))
+
+    def all_runs(self):
+        """(experiment name, RunFolder) of every run of the workspace."""
+        for name in self.experiment_names():
+            for run in self.runs(name):
+                yield name, run
+
+    def find_run(self, run_id):
+        """(experiment name, RunFolder) of run `run_id`, whichever its experiment, or None."""
+        return next(((name, run) for name, run in self.all_runs() if run.run_id == run_id), None)
+
+    def select_runs(self, runs, type=None, tags=None, properties=None, status=None, include_children=True):
+        """Those of `runs` (RunFolders) that the SDK's filters select: `type`, the run type; `tags` and
+        `properties`, a name that must be set or {name: value} pairs; `status`; `include_children`."""
+        selected = []
+        for run in runs:
+            if (
+                (include_children or run.definition().get("parentRunId") is None)
+                and type in (None, run.run_type)
+                and (tags is None or matches(tags, run.tags(), "tags"))
+                and (properties is None or matches(properties, run.properties(), "properties"))
+                and (status is None or self.reconcile_status(run)["status"] == status)
+            ):
+                selected.append(run)
+        return selected
 
     def folder_of(self, run):
         """The RunFolder of `run`, a Run stand-in (by its experiment's name and its id)."""
@@ -239,15 +329,162 @@ class Backend:
         return self._start(experiment, record, tags, config.source_directory, SWEEP_DRIVER, properties)
 
     def _start(self, experiment, record, tags, source, command, properties=None):
-        folder, lock = self.folder.new_run(experiment, record, tags, source=Path(source), properties=properties)
+        properties = {**(properties or {}), SNAPSHOT_ID: str(uuid.uuid4())}
+        folder, lock = self.folder.new_run(
+            experiment, record, tag_values(tags or {}, "tags"), source=Path(source), properties=properties
+        )
         self._runs[(experiment, folder.run_id)] = folder
         self._runners[folder.run_id] = launch.start(folder, lock, command)
         return folder
 
+    def start_run(
+        self,
+        experiment,
+        run_id=None,
+        name=None,
+        parent=None,
+        outputs=None,
+        snapshot=None,
+        tags=None,
+        properties=None,
+        display_name=None,
+        description=None,
+    ):
+        """Record an interactive run of `experiment` (Experiment.start_logging, Run.child_run, create_children),
+        Running at once in this process, which ends it (complete_run, fail_run, cancel_run): should this process
+        end first, reconcile_status marks it Failed. `parent`: the parent's RunFolder; `outputs`: a folder
+        (created if need be, as the SDK does) copied into the run's files when it ends; `snapshot`: a file or
+        folder to snapshot now. A run with no parent is named run_<id> unless it has a name, as the SDK names it.
+        Return its RunFolder."""
+        if run_id is not None and self.find_run(run_id) is not None:
+            raise UserErrorException(f"A run with id {run_id!r} exists already in the offline workspace")
+        run_id = run_id or str(uuid.uuid4())  # the SDK's ids of such runs
+        record = {
+            "runId": run_id,
+            "runType": None,  # the SDK gives an interactive run no run type
+            "name": f"run_{run_id}" if name is None and parent is None else name,
+            "target": parent.definition()["target"] if parent else "local",
+            "submitted": files.utc_now(),
+            "runDefinition": {},
+            "owner": {"pid": os.getpid(), "startTime": processes.start_time(os.getpid())},
+        }
+        if parent is not None:
+            record["parentRunId"] = parent.run_id
+        if outputs is not None:
+            Path(outputs).mkdir(parents=True, exist_ok=True)
+            record["outputs"] = {"path": str(Path(outputs).resolve()), "name": outputs_name(outputs)}
+        folder, _ = self.folder.new_run(
+            experiment,
+            record,
+            tag_values(tags or {}, "tags"),
+            source=snapshot,
+            properties={
+                **tag_values(properties or {}, "properties"),
+                **({SNAPSHOT_ID: str(uuid.uuid4())} if snapshot is not None else {}),
+            },
+            status={"status": "Running", "startTimeUtc": files.utc_now()},
+        )
+        self._runs[(experiment, run_id)] = folder
+        if display_name is not None or description is not None:
+            self.set_run_display(folder, displayName=display_name, description=description)
+        return folder
+
+    def is_interactive(self, run):
+        """Whether RunFolder `run` is an interactive run (start_run's), which no runner runs."""
+        return "owner" in run.definition()
+
+    def complete_run(self, run):
+        """Mark interactive run `run` Completed, its outputs copied in. A runner's run is left to its runner,
+        which records how the script ended; a run that has ended keeps its status."""
+        if self.is_interactive(run):
+            self._end(run, "Completed")
+
+    def fail_run(self, run, error):
+        """Mark run `run` Failed with `error` (the SDK's error record). A runner's run has its script stopped
+        first; a run that has ended keeps its status."""
+        if self.is_interactive(run):
+            self._end(run, "Failed", error)
+            return
+        if self.reconcile_status(run)["status"] in TERMINAL_STATES:
+            return
+        self.cancel_run(run)
+        status = run.read_status()
+        if status["status"] == "Canceled":  # stopped here, not ended by the script meanwhile
+            status.update(status="Failed", error=error)
+            run.write_status(status)
+
+    def _end(self, run, state, error=None):
+        """End interactive run `run` in `state` (with `error`), once: its outputs folder is copied in first."""
+        status = self.reconcile_status(run)
+        if status["status"] in TERMINAL_STATES:
+            return
+        outputs = run.definition().get("outputs")
+        if outputs and Path(outputs["path"]).is_dir():
+            run.copy_in(outputs["path"], outputs["name"])
+        status.update(status=state, endTimeUtc=files.utc_now())
+        if error is not None:
+            status["error"] = error
+        run.write_status(status)
+
+    def set_run_tags(self, run, tags):
+        for key, value in tag_values(tags, "tags").items():
+            run.append_tag(key, value)
+
+    def remove_run_tags(self, run, keys):
+        run.remove_tags(tag_names(keys))
+
+    def add_run_properties(self, run, properties):
+        """Add properties to RunFolder `run`. As on Azure, a property that is set can be added again with the
+        same value but never changed: the service answers 400, the SDK raises ServiceException."""
+        properties = tag_values(properties, "properties")
+        recorded = run.properties()
+        changed = sorted(key for key, value in properties.items() if key in recorded and recorded[key] != value)
+        if changed:
+            raise service_error(
+                f"Run {run.run_id}: properties cannot be changed once set; "
+                + ", ".join(f"{key!r} is {recorded[key]!r}, not {properties[key]!r}" for key in changed)
+            )
+        for key, value in properties.items():
+            run.add_property(key, value)
+
+    def run_display(self, run):
+        """The run's displayName (by default its id, where Azure generates one) and description."""
+        return {"displayName": run.run_id, "description": None, **run.read_display()}
+
+    def set_run_display(self, run, **changes):
+        """Set the run's displayName and/or description (None: left as it is)."""
+        run.write_display({**run.read_display(), **{key: value for key, value in changes.items() if value is not None}})
+
+    def take_snapshot(self, run, source):
+        """Snapshot the file or folder `source` into RunFolder `run`, which must have none (the SDK's
+        SnapshotException if it has); the snapshot's id."""
+        existing = run.properties().get(SNAPSHOT_ID)
+        if existing is not None:
+            raise SnapshotException(f"Cannot take snapshot as the run already has one: {existing}")
+        self.folder.add_snapshot(run, source)
+        snapshot_id = str(uuid.uuid4())
+        run.add_property(SNAPSHOT_ID, snapshot_id)
+        return snapshot_id
+
+    def restore_snapshot(self, snapshot_id, path=None):
+        """Write snapshot `snapshot_id` as the zip file <path>/<snapshot_id>.zip (path: the temporary folder by
+        default, as the SDK's); its absolute path."""
+        found = next((run for _, run in self.all_runs() if run.properties().get(SNAPSHOT_ID) == snapshot_id), None)
+        if found is None:
+            raise SnapshotException(f"No snapshot {snapshot_id!r} in the offline workspace")
+        folder = Path(path or tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        target = (folder / f"{snapshot_id}.zip").absolute()
+        found.zip_snapshot(target)
+        return str(target)
+
     def reconcile_status(self, run):
         """The status record of RunFolder `run`. A run whose runner is gone without ending it is marked Failed
-        (else it would never end), and what its script started is killed."""
+        (else it would never end), and what its script started is killed; so is an interactive run whose
+        process is gone without ending it."""
         status = run.read_status()
+        if self.is_interactive(run):
+            return self._fail_if_owner_gone(run, status)
         if status["status"] in TERMINAL_STATES or run.runner_alive():
             return self._reaped(run, status)
         status = run.read_status()  # it may have ended the run just before exiting
@@ -275,6 +512,22 @@ class Backend:
         run.write_status(status)
         return status
 
+    def _fail_if_owner_gone(self, run, status):
+        """`status` of interactive run `run`; Failed if the process that owns it ended without ending it."""
+        owner = run.definition()["owner"]
+        if status["status"] in TERMINAL_STATES or processes.start_time(owner["pid"]) == owner["startTime"]:
+            return status
+        status = run.read_status()  # it may have ended the run just before exiting
+        if status["status"] in TERMINAL_STATES:
+            return status
+        message = (
+            f"The process (pid {owner['pid']}) that started interactive run {run.run_id} ended without "
+            "completing, failing or canceling it"
+        )
+        status.update(status="Failed", endTimeUtc=files.utc_now(), error=run_error("SystemError", message))
+        run.write_status(status)
+        return status
+
     def _reaped(self, run, status):
         """`status`; once it is final, the runner this process started has written it and is exiting: reap it."""
         runner = self._runners.get(run.run_id)
@@ -283,7 +536,11 @@ class Backend:
         return status
 
     def cancel_run(self, run):
-        """Ask the runner of RunFolder `run` to stop its script and wait until the run has ended (Canceled)."""
+        """Ask the runner of RunFolder `run` to stop its script and wait until the run has ended (Canceled); an
+        interactive run is Canceled at once."""
+        if self.is_interactive(run):
+            self._end(run, "Canceled")
+            return
         if self.reconcile_status(run)["status"] in TERMINAL_STATES:
             return
         run.request_cancel()  # the runner watches for this, as Azure's local runs do
@@ -488,6 +745,58 @@ def name_taken(name):
         f"Service {name} with the same name already exists, please use a different service "
         f"name or delete the existing service."
     )
+
+
+def tag_values(tags, what):
+    """`tags` (or properties), a dict, as Azure stores them: names are non-empty strings, values strings or
+    None (a number or bool becomes a string, as the SDK sends it)."""
+    if not isinstance(tags, dict):
+        raise UserErrorException(f"{what} must be a dict, not {type(tags).__name__}")
+    stored = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key:
+            raise UserErrorException(f"A name of {what} is a non-empty string, not {key!r}")
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            raise UserErrorException(f"The value of {key!r} in {what} is a string, not {type(value).__name__}")
+        stored[key] = value if value is None else str(value)
+    return stored
+
+
+def tag_names(keys):
+    """A list of tag names, as remove_tags takes."""
+    if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
+        raise UserErrorException(f"remove_tags takes a list of tag names, not {keys!r}")
+    return list(keys)
+
+
+def matches(selector, recorded, what):
+    """Whether `recorded` tags or properties have the name `selector`, or all of its {name: value} pairs."""
+    if isinstance(selector, str):
+        return selector in recorded
+    if isinstance(selector, dict):
+        return all(key in recorded and recorded[key] == value for key, value in selector.items())
+    raise UserErrorException(f"A {what} filter is a name or a dict of names and values, not {selector!r}")
+
+
+def outputs_name(outputs):
+    """Where the files of an interactive run's outputs folder go among its files: the folder's path as given
+    (e.g. "outputs" for "./outputs"), as the SDK names them, or its own name if that leads elsewhere."""
+    relative = os.path.normpath(outputs)
+    return (
+        Path(relative).as_posix()
+        if not os.path.isabs(relative) and not relative.startswith("..")
+        else Path(outputs).resolve().name
+    )
+
+
+def service_error(message):
+    """The SDK's ServiceException for a request that the service refuses (400, UserError) with `message`."""
+    response = requests.Response()
+    response.status_code = 400
+    response.headers["Content-Type"] = "application/json"
+    response._content = json.dumps({"error": {"code": "UserError", "message": message, "details": []}}).encode()
+    deserialize = Deserializer({name: model for name, model in vars(rest_models).items() if isinstance(model, type)})
+    return ServiceException(ErrorResponseException(deserialize, response))
 
 
 def copy_app(service, folder, inference_config):

@@ -1,11 +1,15 @@
 """The offline stand-in for azureml.core.Run: one run, read by the notebook and written by its script.
 
 Its folder (state.layout.RunFolder, found through the workspace's Backend) holds what was submitted, the status
-that the runner writes, the metrics and tags that the script and the notebook append, the snapshot the script runs
-in, and the run's files.
+that the runner (or, for an interactive run, this process) writes, the metrics and tags that the script and the
+notebook append, the snapshot, and the run's files.
+
+    run = experiment.start_logging()        # an interactive run, Running at once (start_logging below)
+    with experiment.start_logging() as run: # ... completed at the end of the block, or failed if it raises
 """
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -14,20 +18,32 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import GeneratorType
 
+import azureml.core
+from azureml._base_sdk_common.tracking import global_tracking_info_registry
+from azureml._history.utils.constants import OUTPUTS_DIR
+from azureml._logging import ChainedIdentity
+from azureml._restclient.models import RunDto
+from azureml._run_impl.run_history_facade import RunHistoryFacade
+from azureml.core._docs import get_docs_url
 from azureml.core.run import Run as SdkRun
 from azureml.exceptions import (
     ActivityFailedException,
     ExperimentExecutionException,
+    SnapshotException,
     UserErrorException,
     WebserviceException,
 )
 
 from . import model
-from .backend import backend_of
+from .azure_only import needs_azure
+from .backend import SNAPSHOT_ID, backend_of
 from .state import files
 from .state.layout import TERMINAL_STATES, metric_values  # noqa: F401 (metric_values: importable from here)
 
 POLL_SECONDS = 0.5
+MAX_CHILDREN = 100  # create_children's limit, the SDK's
+_type_providers = {}  # run type -> factory(experiment, RunDto) -> Run, as Run.add_type_provider registers them
+logger = logging.getLogger(__name__)
 
 
 class Run:
@@ -48,9 +64,78 @@ class Run:
         sitecustomize binds the SDK's Run.get_context there; elsewhere the SDK's own offline run."""
         return SdkRun.get_context(allow_offline, used_for_context_manager, **kwargs)
 
+    @classmethod
+    def get_submitted_run(cls, **kwargs):
+        """Deprecated in the SDK: get_context(allow_offline=False)."""
+        logger.warning("Run.get_submitted_run() is deprecated, use Run.get_context() instead")
+        return cls.get_context(allow_offline=False, **kwargs)
+
+    @staticmethod
+    def add_type_provider(runtype, run_factory):
+        """Register run_factory(experiment, RunDto) -> Run for the runs of type `runtype` that get, list and
+        get_children return (the SDK's extensibility hook; offline sweeps register HyperDriveRun this way)."""
+        if runtype in _type_providers:
+            raise ValueError(f"RunType {runtype} already has a factory, can't add another")
+        _type_providers[runtype] = run_factory
+
+    @staticmethod
+    def get(workspace, run_id):
+        """The run `run_id` of the workspace, whichever its experiment."""
+        found = backend_of(workspace).find_run(run_id)
+        if found is None:
+            raise UserErrorException(f"No run {run_id!r} in the offline workspace")
+        name, folder = found
+        return rehydrate(workspace.experiments[name], folder)
+
+    @staticmethod
+    def list(
+        experiment, type=None, tags=None, properties=None, status=None, include_children=False, _rehydrate_runs=True
+    ):
+        """A generator of the experiment's runs that match the filters, newest first (children only with
+        include_children); `tags` and `properties` select by a name, or by {name: value} pairs."""
+        backend = backend_of(experiment)
+        runs = backend.select_runs(backend.runs(experiment.name), type, tags, properties, status, include_children)
+        make = rehydrate if _rehydrate_runs else lambda experiment, folder: Run(experiment, folder.run_id)
+        return (make(experiment, folder) for folder in runs)
+
+    @staticmethod
+    def list_by_compute(compute, type=None, tags=None, properties=None, status=None):
+        """A generator of the RunDtos (as the SDK's) of the runs on compute target `compute` that match the filters;
+        `status` is "Running" or "Queued", as the SDK allows."""
+        if status not in (None, "Running", "Queued"):
+            raise UserErrorException(f"list_by_compute selects runs by status Running or Queued, not {status!r}")
+        backend = backend_of(compute.workspace)
+        runs = [folder for _, folder in backend.all_runs() if folder.definition()["target"] == compute.name]
+        return (run_dto(backend, folder) for folder in backend.select_runs(runs, type, tags, properties, status))
+
+    def submit_child(self, config, tags=None, **kwargs):
+        """Submit `config` (a ScriptRunConfig, an estimator) as a child of this run: its Run."""
+        return self._experiment.submit(config, tags=tags, _parent_run_id=self._id, **kwargs)
+
     @property
     def id(self):
         return self._id
+
+    @property
+    def name(self):
+        """The run's name (deprecated in the SDK for display_name): an interactive run's, else None."""
+        return self._folder.definition().get("name")
+
+    @property
+    def display_name(self):
+        return self._backend.run_display(self._folder)["displayName"]
+
+    @display_name.setter
+    def display_name(self, display_name):
+        self._backend.set_run_display(self._folder, displayName=display_name)
+
+    @property
+    def description(self):
+        return self._backend.run_display(self._folder)["description"]
+
+    @description.setter
+    def description(self, description):
+        self._backend.set_run_display(self._folder, description=description)
 
     @property
     def number(self):
@@ -62,31 +147,37 @@ class Run:
 
     @property
     def type(self):
-        """The run's type, as the SDK names it: "azureml.scriptrun", or "hyperdrive" for a sweep's parent."""
-        return self._folder.definition().get("runType", "azureml.scriptrun")
+        """The run's type, as the SDK names it: "azureml.scriptrun", "hyperdrive" for a sweep's parent, None for
+        an interactive run."""
+        return self._folder.run_type
+
+    @property
+    def identity(self):
+        """The SDK's logging identity of the run."""
+        return f"{type(self).__name__}{ChainedIdentity.DELIM}{self._id}"
 
     @property
     def parent(self):
         """The run this one is a child of (e.g. a sweep's), or None."""
         parent_id = self._folder.definition().get("parentRunId")
-        return None if parent_id is None else Run(self._experiment, parent_id)
+        return (
+            None
+            if parent_id is None
+            else rehydrate(self._experiment, self._backend.run(self._experiment.name, parent_id))
+        )
 
     def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None, _rehydrate_runs=True):
-        """A generator of this run's child runs (and theirs, if recursive), oldest first; with `status`, those in
-        that status; with `tags`, a tag name or {name: value}, those tagged so."""
-        if properties is not None or type is not None:
-            raise UserErrorException("Offline runs record no properties or run type to select children by")
-        for folder in self._backend.children(self._experiment.name, self._id):
-            child = Run(self._experiment, folder.run_id)
-            if tags is None:
-                tagged = True
-            else:
-                child_tags = child.get_tags()
-                tagged = tags in child_tags if isinstance(tags, str) else tags.items() <= child_tags.items()
-            if tagged and (status is None or child.get_status() == status):
-                yield child
+        """A generator of this run's child runs (and theirs, if recursive), oldest first, that match the filters,
+        as Run.list's."""
+        make = rehydrate if _rehydrate_runs else lambda experiment, folder: Run(experiment, folder.run_id)
+        children = self._backend.children(self._experiment.name, self._id)
+        for folder in children:
+            if self._backend.select_runs([folder], type, tags, properties, status):
+                yield make(self._experiment, folder)
             if recursive:
-                yield from child.get_children(True, tags, None, None, status)
+                yield from Run(self._experiment, folder.run_id).get_children(
+                    True, tags, properties, type, status, _rehydrate_runs
+                )
 
     @property
     def status(self):
@@ -94,6 +185,10 @@ class Run:
 
     def get_status(self):
         return self._backend.reconcile_status(self._folder)["status"]
+
+    def get_detailed_status(self):
+        """The status, with the SDK's queueing details (none offline: runs wait for no cluster)."""
+        return {"status": self.get_status(), "details": None}
 
     def get_details(self):
         """The SDK's details dict; logFiles maps each log's name to itself (read it with download_file)."""
@@ -178,9 +273,103 @@ class Run:
         out.flush()
         return start + len(text)
 
+    def get_all_logs(self, destination=None):
+        """Write the run's logs into `destination` (default: assets/<run id> here, as the SDK's); their paths."""
+        if destination and os.path.exists(destination) and not os.path.isdir(destination):
+            raise UserErrorException(f"{destination} exists and is not a directory.")
+        destination = destination or os.path.join("assets", self._id)
+        written = []
+        for name, text in self.get_details_with_logs()["logFiles"].items():
+            target = files.inside(destination, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            written.append(os.path.join(destination, name))
+        return written
+
+    def get_environment(self):
+        """The Environment the run was submitted with (by its name; offline it was not built)."""
+        environment = self.get_details()["runDefinition"].get("environment")
+        if not environment:
+            raise UserErrorException("There is no run definition or environment specified for the run.")
+        return azureml.core.Environment(environment)  # looked up now: the offline stand-in while one is active
+
+    def start(self):
+        """Mark the run started: offline an interactive run is Running from its creation and a submitted run's
+        runner starts it, so there is nothing left to do."""
+
+    def complete(self, _set_status=True):
+        """Mark an interactive run Completed, its outputs folder copied into its files. A submitted run's runner
+        records how its script ended, so complete() leaves it as it is."""
+        if _set_status:
+            self._backend.complete_run(self._folder)
+
+    def fail(self, error_details=None, error_code=None, _set_status=True):
+        """Mark the run Failed with error_details (a message or an exception) and error_code, as the SDK records
+        them; a submitted run's script is stopped first."""
+        error = {"error": RunHistoryFacade._error_details_to_dictionary(error_details, error_code)}
+        if _set_status:
+            self._backend.fail_run(self._folder, error)
+
     def cancel(self):
-        """Stop the run's script (its whole process group) and wait until the run is Canceled."""
+        """Cancel the run: a submitted run's script (its whole process group) is stopped, and this waits until
+        the run is Canceled."""
         self._backend.cancel_run(self._folder)
+
+    def flush(self, timeout_seconds=300):
+        """Offline every metric is written when it is logged: nothing waits to be sent."""
+
+    def clean(self):
+        """Offline a run leaves no working files on the target (its snapshot is its record): none to remove."""
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exit_type, value, traceback):
+        """Complete the run at the end of the block, or fail it with the exception the block raised (which goes
+        on); sys.exit() with no error completes it (and stops there, as in the SDK)."""
+        exits_cleanly = exit_type is SystemExit and value.code in (None, 0)
+        if exit_type is None or exits_cleanly:
+            self.complete()
+        else:
+            self.fail(error_details=value)
+        return exits_cleanly
+
+    def child_run(self, name=None, run_id=None, outputs=None):
+        """Start a child run of this one, Running at once, that this process completes; `outputs`: a folder whose
+        files the child gets when it ends."""
+        folder = self._backend.start_run(
+            self._experiment.name,
+            run_id=run_id,
+            name=RunHistoryFacade.chain_names(self.name, name),
+            parent=self._folder,
+            outputs=outputs,
+        )
+        return Run(self._experiment, folder.run_id)
+
+    def create_children(self, count=None, tag_key=None, tag_values=None):
+        """Start `count` child runs (tagged azureml.batch_child_number 0, 1, ...), or one per value of tag_values
+        (tagged tag_key=value), as the SDK does; the children, Running."""
+        if tag_key is None and tag_values is None and count is None:
+            raise UserErrorException("Either count or tag_key and tag_values must be set")
+        if tag_key is not None or tag_values is not None:
+            if tag_key is None:
+                raise UserErrorException("tag_key must not be null when tag_values is set")
+            if tag_values is None:
+                raise UserErrorException("tag_values must not be null when tag_key is set")
+            if count is not None:
+                raise UserErrorException("count can not be set when tag_key and tag_values are set")
+        if count is not None:
+            tag_key, tag_values = "azureml.batch_child_number", range(count)
+        if len(tag_values) > MAX_CHILDREN:
+            raise UserErrorException(f"create_children can not create more than {MAX_CHILDREN} runs")
+        return [
+            Run(
+                self._experiment,
+                self._backend.start_run(self._experiment.name, parent=self._folder, tags={tag_key: value}).run_id,
+            )
+            for value in tag_values
+        ]
 
     def log(self, name, value, description="", step=None):
         """Record one value of metric `name` (at `step`, if given: recorded, get_metrics lists the values in order)."""
@@ -217,9 +406,15 @@ class Run:
         return {key: value for key, value in metrics.items() if name in (None, key)}
 
     def tag(self, key, value=None):
-        if not isinstance(key, str) or not key:
-            raise UserErrorException(f"A tag's key is a non-empty string, not {key!r}")
-        self._folder.append_tag(key, value)
+        self.set_tags({key: value})
+
+    def set_tags(self, tags):
+        """Add or change tags ({name: value}); values are kept as strings, as on Azure."""
+        self._backend.set_run_tags(self._folder, tags)
+
+    def remove_tags(self, tags):
+        """Remove the tags named in the list `tags`."""
+        self._backend.remove_run_tags(self._folder, tags)
 
     def get_tags(self):
         return self._folder.tags()
@@ -229,11 +424,9 @@ class Run:
         return self.get_tags()
 
     def add_properties(self, properties):
-        """Add properties ({name: value}); as on Azure, a property that is set keeps its first value."""
-        if not isinstance(properties, dict):
-            raise UserErrorException(f"properties must be a dict, not {type(properties).__name__}")
-        for key, value in properties.items():
-            self._folder.add_property(key, value)
+        """Add properties ({name: value}); as on Azure, one that is set cannot be changed (ServiceException)."""
+        if properties:  # an empty dict is a no-op, as in the SDK
+            self._backend.add_run_properties(self._folder, properties)
 
     def get_properties(self):
         return self._folder.properties()
@@ -259,6 +452,38 @@ class Run:
             target.write_bytes(data)
         except OSError as error:
             raise UserErrorException(f"Cannot upload {path_or_stream!r} as {name!r}: {error}") from None
+
+    def upload_files(self, names, paths, return_artifacts=False, timeout_seconds=None, datastore_name=None):
+        """Store each local file of `paths` as the run's file of the same place in `names`."""
+        if len(names) != len(paths):
+            raise TypeError(
+                "names and paths must be lists of equal lengths. "
+                f"Names was of length {len(names)} and paths of length {len(paths)}."
+            )
+        for name, path in zip(names, paths, strict=True):
+            self.upload_file(name, path)
+
+    def upload_folder(self, name, path, datastore_name=None):
+        """Store the files of the local folder `path` as the run's files name/...; links are not followed out of
+        the folder (what they lead to is not the run's)."""
+        if not os.path.isdir(path):
+            raise UserErrorException(f"upload_folder takes a folder, and {path!r} is not one")
+        self._folder.copy_in(path, name)
+
+    def take_snapshot(self, file_or_folder_path):
+        """Snapshot a file or folder as the run's (for an interactive run that has none); the snapshot's id."""
+        return self._backend.take_snapshot(self._folder, file_or_folder_path)
+
+    def restore_snapshot(self, snapshot_id=None, path=None):
+        """Write the snapshot (default: this run's) as <path>/<snapshot id>.zip (path: the temporary folder by
+        default); the zip's path, as the SDK returns it."""
+        snapshot_id = snapshot_id or self.get_snapshot_id()
+        if snapshot_id is None:
+            raise SnapshotException(f"Run {self._id} has no snapshot (it was started with snapshot_directory=None)")
+        return self._backend.restore_snapshot(snapshot_id, path)
+
+    def get_snapshot_id(self):
+        return self.get_properties().get(SNAPSHOT_ID)
 
     def download_file(self, name, output_file_path=None):
         """Copy the run's file `name` to output_file_path (a file, or a folder to put it in; default: here),
@@ -309,13 +534,96 @@ class Run:
             run=self,
         )
 
-    def complete(self):
-        """Offline the runner marks the run Completed when its script exits; a script's own call changes nothing."""
+    @classmethod
+    def get_docs_url(cls):
+        return get_docs_url(SdkRun)
+
+    get_portal_url = needs_azure(SdkRun, "get_portal_url", "a run has no portal page: RunDetails(run).show() shows it")
+    portal_url = needs_azure(SdkRun, "portal_url", "a run has no portal page: RunDetails(run).show() shows it")
+    get_secret = needs_azure(SdkRun, "get_secret", "there is no Key Vault: read secrets from environment variables")
+    get_secrets = needs_azure(SdkRun, "get_secrets", "there is no Key Vault: read secrets from environment variables")
 
     def __repr__(self):
         return (
             f"Run(Experiment: {self._experiment.name},\nId: {self._id},\nType: offline,\nStatus: {self.get_status()})"
         )
+
+
+class SubmittedRun(Run):
+    """The run of the script this process belongs to, as Run.get_context() returns it there: as the SDK's
+    _SubmittedRun, its script neither completes, fails nor cancels it (the runner records how the script ends)."""
+
+    def complete(self):
+        super().complete(_set_status=False)
+
+    def fail(self, error_details=None, error_code=None):
+        super().fail(error_details=error_details, error_code=error_code, _set_status=False)
+
+    def cancel(self):
+        logger.warning("cancel is not supported for submitted runs.")
+
+    def __exit__(self, *args):
+        self.complete()
+
+
+def start_logging(experiment, name=None, run_id=None, outputs=None, snapshot_directory=".", **kwargs):
+    """Experiment.start_logging(): an interactive run of `experiment`, Running at once, as the SDK's
+    Run._start_logging: `outputs` (default ./outputs; False: none) is copied into the run's files when it ends;
+    `snapshot_directory` (default: the current folder; None: no snapshot) is snapshotted now. `kwargs`: tags,
+    display_name, description."""
+    if outputs is True:
+        outputs = OUTPUTS_DIR
+    elif outputs is False:
+        outputs = None
+    else:
+        outputs = outputs or OUTPUTS_DIR
+    try:
+        folder = backend_of(experiment).start_run(
+            experiment.name,
+            run_id=run_id,
+            name=name,
+            outputs=outputs,
+            snapshot=snapshot_directory,
+            properties=global_tracking_info_registry.gather_all(snapshot_directory),
+            **kwargs,
+        )
+    except SnapshotException as error:
+        raise SnapshotException(
+            f"Failed to take a snapshot of {snapshot_directory}. Pass snapshot_directory=None to start_logging "
+            "to skip taking a snapshot of the given directory."
+        ) from error
+    return Run(experiment, folder.run_id)
+
+
+def rehydrate(experiment, folder):
+    """The Run of RunFolder `folder`: made by the factory that add_type_provider registered for its type, if
+    any (a sweep's HyperDriveRun), as the SDK rehydrates the runs it lists."""
+    factory = _type_providers.get(folder.run_type)
+    return (
+        Run(experiment, folder.run_id)
+        if factory is None
+        else factory(experiment, run_dto(backend_of(experiment), folder))
+    )
+
+
+def run_dto(backend, folder):
+    """The SDK's RunDto of RunFolder `folder` of Backend `backend`."""
+    submitted = folder.definition()
+    display = backend.run_display(folder)
+    return RunDto(
+        run_id=folder.run_id,
+        run_number=folder.number,
+        experiment_id=backend.experiment_id(folder.experiment),
+        parent_run_id=submitted.get("parentRunId"),
+        run_type=folder.run_type,
+        status=backend.reconcile_status(folder)["status"],
+        target=submitted["target"],
+        name=submitted.get("name"),
+        display_name=display["displayName"],
+        description=display["description"],
+        properties=folder.properties(),
+        tags=folder.tags(),
+    )
 
 
 def metric_name(name):

@@ -8,7 +8,7 @@ import os
 
 from ..backend import open_run_folder
 from ..experiment import Experiment
-from ..run import Run
+from ..run import SubmittedRun
 from ..state.layout import RUN_DIR_VARIABLE
 from ..workspace import workspace_at
 
@@ -16,4 +16,4 @@ from ..workspace import workspace_at
 def current_run():
     """The Run of the folder in RUN_DIR_VARIABLE, which the runner set for the script."""
     backend, experiment, folder = open_run_folder(os.environ[RUN_DIR_VARIABLE])
-    return Run(Experiment(workspace_at(backend), experiment), folder.run_id)
+    return SubmittedRun(Experiment(workspace_at(backend), experiment), folder.run_id)

@@ -4,16 +4,24 @@
       workspace.json                     marks the folder as a workspace
       .staging/<random>/                 runs and model versions being filled (locked while in use)
       computes/<name>.json               a compute target's provisioning configuration
+      experiments/<name>/                an experiment: experiment.json (its tags and archivedTime, once set)
       experiments/<name>/runs/<n>/       run number n of the experiment:
         run.json                           what was submitted: runId, parentRunId, target, runDefinition
-                                           (a sweep's parent: runType "hyperdrive" and its settings)
+                                           (a sweep's parent: runType "hyperdrive" and its settings); an
+                                           interactive run (start_logging, child_run): name, runType null,
+                                           owner (pid and start time of the process that ends it), outputs
+                                           (the folder copied into files/ when it ends, and its name there)
         status.json                        status, start and end times, error
+        display.json                       displayName and description, once set
         runner.lock                        locked (flock) for as long as the run's runner lives
         cancel                             a cancel request, for the runner
         runner.log                         the runner's own stderr
-        metrics.jsonl, tags.jsonl,         appended records
-        properties.jsonl
-        snapshot/                          the copy of source_directory that the script runs in
+        metrics.jsonl                      appended records
+        tags.jsonl                         appended records: {name: value} sets a tag (a string or null),
+                                           {"removed": [names]} (a list, never a tag's value) removes tags
+        properties.jsonl                   appended records, {name: value}; a property keeps its first value
+        snapshot/                          the copy of source_directory that the script runs in (an
+                                           interactive run's snapshot_directory, or take_snapshot's file)
         files/                             the run's files: logs/std_log.txt (for an MPI job, each rank's
                                            logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
                                            outputs/ once the script ends; a sweep's parent:
@@ -33,6 +41,7 @@ import os
 import shutil
 import uuid
 import warnings
+import zipfile
 from pathlib import Path
 
 from azureml._project.ignore_file import get_project_ignore_file
@@ -44,12 +53,14 @@ from .files import DamagedFile
 
 WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")  # a run's statuses that never change again
+SCRIPT_RUN_TYPE = "azureml.scriptrun"  # run.json's runType, unless it says otherwise
 HYPERDRIVE_RUN_TYPE = "hyperdrive"  # run.json's runType of a sweep's parent, as the SDK's HyperDriveRun.RUN_TYPE
 BEST_CHILD_TABLE = "best_child_by_primary_metric"  # a sweep parent's metric table that the SDK reads its best from
 RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
 MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
 SWEEP_LOG = "azureml-logs/hyperdrive.txt"  # a sweep's file with what its driver did, named as on Azure
+REMOVED_TAGS = "removed"  # tags.jsonl's record of removed tags, {"removed": [names]}
 # Never snapshotted, whatever .amlignore says: version control, caches, offline workspaces
 # (the current one under any name is left out too: see WorkspaceFolder.new_run).
 SNAPSHOT_IGNORE = (".git", "__pycache__", ".ipynb_checkpoints", ".azureml-offline")
@@ -187,6 +198,19 @@ class WorkspaceFolder:
     def add_experiment(self, name):
         (self.root / "experiments" / plain_name(name, "Experiment") / "runs").mkdir(parents=True, exist_ok=True)
 
+    def read_experiment(self, name):
+        """What was set on experiment `name` (experiment.json: tags, archivedTime), {} if nothing was."""
+        return files.read_json(self._experiment(name) / "experiment.json", {})
+
+    def write_experiment(self, name, record):
+        files.write_json(self._experiment(name) / "experiment.json", record)
+
+    def remove_experiment(self, name):
+        """Take experiment `name` and its runs out of the workspace at once, then remove its folder."""
+        aside = self.root / "experiments" / f".deleted-{name}-{uuid.uuid4().hex}"  # hidden: not in experiment_names()
+        os.rename(self._experiment(name), aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
     def runs(self, experiment):
         """The experiment's runs, newest first; one whose run.json is damaged is left out, with a warning."""
         for number in reversed(files.numbers(self._runs(experiment))):
@@ -211,32 +235,52 @@ class WorkspaceFolder:
             run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id
         ]
 
-    def new_run(self, experiment, definition, tags, source=None, properties=None):
-        """Publish a new run of `experiment` (status Queued) and return (RunFolder, lock).
+    def new_run(self, experiment, definition, tags, source=None, properties=None, status=None):
+        """Publish a new run of `experiment` and return (RunFolder, lock).
 
-        `definition` becomes run.json (with "parentRunId" for a child run); `source`, a folder, is
-        snapshotted as the SDK does: honouring its .amlignore, else its .gitignore. `lock` is an open
-        file descriptor that holds runner.lock: pass it to the runner process, then close it here. Whoever
-        holds it stands for the runner (e.g. a sweep holding its queued children's): once no process
-        holds it, a run that has not ended is seen as abandoned and marked Failed.
+        `definition` becomes run.json (with "parentRunId" for a child run); `source`, a file or folder, is
+        snapshotted as the SDK does: honouring a folder's .amlignore, else its .gitignore. A run that a
+        runner runs starts Queued (no `status`): `lock` is an open file descriptor that holds runner.lock:
+        pass it to the runner process, then close it here. Whoever holds it stands for the runner (e.g. a
+        sweep holding its queued children's): once no process holds it, a run that has not ended is seen
+        as abandoned and marked Failed. An interactive run starts with `status` and has no lock (None).
         """
         with files.staging_dir(self.root / ".staging") as staged:
             if source is not None:
-                self.copy_source(source, staged / "snapshot")
+                self._snapshot(source, staged / "snapshot")
             files.write_json(staged / "run.json", definition)
-            files.write_json(staged / "status.json", {"status": "Queued"})
+            files.write_json(staged / "status.json", status or {"status": "Queued"})
             for key, value in (tags or {}).items():
                 files.append_record(staged / "tags.jsonl", {key: value})
             for key, value in (properties or {}).items():
                 files.append_record(staged / "properties.jsonl", {key: value})
-            lock = os.open(staged / "runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock = None
+            if status is None:
+                lock = os.open(staged / "runner.lock", os.O_WRONLY | os.O_CREAT, 0o666)
+                fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 number = files.publish(staged, self._runs(experiment))
             except BaseException:
-                os.close(lock)
+                if lock is not None:
+                    os.close(lock)
                 raise
         return self.run(experiment, number), lock
+
+    def add_snapshot(self, run, source):
+        """Snapshot the file or folder `source` into RunFolder `run`, which has none, whole or not at all."""
+        with files.staging_dir(self.root / ".staging") as staged:
+            self._snapshot(source, staged / "snapshot")
+            os.rename(staged / "snapshot", run.snapshot)
+
+    def _snapshot(self, source, target):
+        """Copy a folder as copy_source() does, or a file into a folder of its own."""
+        if Path(source).is_dir():
+            self.copy_source(source, target)
+        elif Path(source).is_file():
+            target.mkdir()
+            shutil.copyfile(source, target / Path(source).name)
+        else:
+            raise SnapshotException(f"{source} is not a file or folder")
 
     def copy_source(self, source, target):
         """Copy the folder `source` to `target` as the SDK snapshots it (a run's, a web service's): honouring its
@@ -266,8 +310,11 @@ class WorkspaceFolder:
         folder that holds the workspace is never copied into it."""
         return [name for name in names if Path(folder, name).resolve() == self.root]
 
+    def _experiment(self, name):
+        return self.root / "experiments" / plain_name(name, "Experiment")
+
     def _runs(self, experiment):
-        return self.root / "experiments" / plain_name(experiment, "Experiment") / "runs"
+        return self._experiment(experiment) / "runs"
 
     # Models
 
@@ -395,6 +442,12 @@ class RunFolder:
     def run_id(self):
         return self.definition()["runId"]
 
+    @property
+    def run_type(self):
+        """The run's type, as the SDK names it: "azureml.scriptrun", "hyperdrive" for a sweep's parent, None for
+        an interactive run."""
+        return self.definition().get("runType", SCRIPT_RUN_TYPE)
+
     def read_status(self):
         status = files.read_json(self.path / "status.json")
         if status is None or not isinstance(status.get("status"), str):
@@ -465,10 +518,17 @@ class RunFolder:
     def append_tag(self, key, value):
         files.append_record(self.path / "tags.jsonl", {key: value})
 
+    def remove_tags(self, keys):
+        files.append_record(self.path / "tags.jsonl", {REMOVED_TAGS: list(keys)})
+
     def tags(self):
         tags = {}
         for record in files.read_records(self.path / "tags.jsonl"):
-            tags.update(record)
+            if isinstance(record.get(REMOVED_TAGS), list):
+                for key in record[REMOVED_TAGS]:
+                    tags.pop(key, None)
+            else:
+                tags.update(record)
         return tags
 
     def add_property(self, key, value):
@@ -481,6 +541,25 @@ class RunFolder:
         for record in files.read_records(self.path / "properties.jsonl"):
             properties.update({key: value for key, value in record.items() if key not in properties})
         return properties
+
+    def read_display(self):
+        """display.json: the displayName and description set since the run began ({} if none was)."""
+        return files.read_json(self.path / "display.json", {})
+
+    def write_display(self, display):
+        files.write_json(self.path / "display.json", display)
+
+    def zip_snapshot(self, target):
+        """Write the run's snapshot as the zip file `target`, whole or not at all."""
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        try:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+                for name in files.file_names(self.snapshot):
+                    archive.write(self.snapshot / name, name)
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
     # The run's files
 
@@ -519,6 +598,20 @@ class RunFolder:
     def sweep_log(self):
         """A sweep's log, written by its driver (what the parent run streams)."""
         return self.files / SWEEP_LOG
+
+    def copy_in(self, source, name):
+        """Copy the files of folder `source` into the run's files, under `name`. Links are not followed out of
+        `source`: what they lead to there is not the run's (a link to a file inside it is copied; links to
+        folders are not followed)."""
+        source = Path(source).resolve()
+        for folder, _, names in os.walk(source):
+            for file in names:
+                path = Path(folder, file)
+                if not path.is_file() or source not in path.resolve().parents:
+                    continue
+                target = files.inside(self.files, f"{name}/{path.relative_to(source).as_posix()}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
 
     def collect_outputs(self):
         """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends. Links are not
