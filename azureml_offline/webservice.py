@@ -12,14 +12,17 @@ import sys
 import time
 
 import requests
+from azureml._model_management._constants import ALL_WEBSERVICE_TYPES
 from azureml._model_management._util import webservice_name_validation
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
 from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
 from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration
+from azureml.core.webservice.webservice import Webservice as SdkWebservice
 from azureml.exceptions import WebserviceException
 
-from .backend import ACI, LOCAL, backend_of
+from .azure_only import needs_azure
+from .backend import ACI, LOCAL, backend_of, name_taken
 
 POLL_SECONDS = 0.25
 # run()'s wait for an answer (AKS's default scoring_timeout_ms): a run() that hangs is an error, not a hang.
@@ -88,6 +91,105 @@ class Webservice:
 
     def __init__(self, workspace, name):
         pass  # __new__ did it, as in the SDK
+
+    @staticmethod
+    def list(
+        workspace,
+        compute_type=None,
+        image_name=None,
+        image_id=None,
+        model_name=None,
+        model_id=None,
+        tags=None,
+        properties=None,
+        image_digest=None,
+    ):
+        """The workspace's services that match every filter given: compute type, a model's name or id
+        ("name:version"), tags and properties (each a name, or a [name, value] pair). No service has an image."""
+        if compute_type and compute_type.upper() not in ALL_WEBSERVICE_TYPES:
+            raise WebserviceException(
+                f'Invalid compute type "{compute_type}". Valid options are "{",".join(ALL_WEBSERVICE_TYPES)}"'
+            )
+        if image_name or image_id or image_digest:
+            return []
+        backend = backend_of(workspace)
+        found = []
+        for name in backend.service_names():
+            definition = backend.service_definition(name)
+            if definition is None:  # deleted meanwhile
+                continue
+            models = definition["modelIds"]
+            if (
+                (compute_type is None or definition["computeType"] == compute_type.upper())
+                and (model_name is None or any(model.rsplit(":", 1)[0] == model_name for model in models))
+                and (model_id is None or model_id in models)
+                and matches(definition["tags"], tags)
+                and matches(definition["properties"], properties)
+            ):
+                found.append(Webservice(workspace, name))
+        return found
+
+    @staticmethod
+    def check_for_existing_webservice(workspace, name, overwrite=False, request_func=None, check_func=None):
+        """Raise the SDK's error if a service of that name exists, unless overwrite."""
+        webservice_name_validation(name)
+        if not overwrite and backend_of(workspace).service_definition(name) is not None:
+            raise name_taken(name)
+
+    @classmethod
+    def deserialize(cls, workspace, webservice_payload):
+        """The service that serialize() described (it must exist in `workspace`)."""
+        if not isinstance(webservice_payload, dict) or "name" not in webservice_payload:
+            raise WebserviceException(f'Invalid webservice payload, missing "name":\n{webservice_payload}')
+        service = Webservice(workspace, webservice_payload["name"])
+        if not isinstance(service, cls):
+            raise WebserviceException(
+                f"Invalid payload for {cls._webservice_type} webservice, computeType is not "
+                f"{cls._webservice_type}:\n{webservice_payload}"
+            )
+        return service
+
+    def serialize(self):
+        """The SDK's dictionary of the service."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "tags": self.tags,
+            "properties": self.properties,
+            "state": self.state,
+            "createdTime": self.created_time,
+            "updatedTime": None,
+            "error": self.error,
+            "computeType": self.compute_type,
+            "workspaceName": self.workspace.name,
+            "imageId": None,
+            "imageDigest": None,
+            "imageDetails": None,
+            "scoringUri": self.scoring_uri,
+            "createdBy": None,
+        }
+
+    instead = "register the model and use Model.deploy(ws, name, [model], InferenceConfig(...), deployment_config)"
+    deploy = needs_azure(SdkWebservice, "deploy", instead, WebserviceException)
+    deploy_from_image = needs_azure(SdkWebservice, "deploy_from_image", instead, WebserviceException)
+    deploy_from_model = needs_azure(SdkWebservice, "deploy_from_model", instead, WebserviceException)
+    deploy_local_from_model = needs_azure(
+        SdkWebservice,
+        "deploy_local_from_model",
+        "use Model.deploy(..., LocalWebservice.deploy_configuration()) with an InferenceConfig",
+        WebserviceException,
+    )
+    get_token = needs_azure(
+        SdkWebservice, "get_token", "services authenticate with keys (get_keys())", WebserviceException
+    )
+    del instead
+
+    def run(self, input):
+        # Abstract, as in the SDK: Webservice(ws, name) is an AciWebservice or a LocalWebservice.
+        raise NotImplementedError
+
+    def update(self, *args):
+        raise NotImplementedError  # abstract, as run()
 
     def _initialize(self, workspace, definition):
         self.workspace = workspace
@@ -230,6 +332,20 @@ class AciWebservice(Webservice):
 
     _webservice_type = ACI
     deploy_configuration = staticmethod(SdkAciWebservice.deploy_configuration)  # the SDK's own configuration
+    # The SDK's own: they change self.tags or self.properties, then call update().
+    add_tags, remove_tags, add_properties = (
+        SdkAciWebservice.add_tags,
+        SdkAciWebservice.remove_tags,
+        SdkAciWebservice.add_properties,
+    )
+    _add_tags, _remove_tags, _add_properties = (
+        SdkWebservice._add_tags,
+        SdkWebservice._remove_tags,
+        SdkWebservice._add_properties,
+    )
+
+    def get_token(self):
+        raise NotImplementedError("ACI webservices do not support Token Authentication.")
 
     def _set_state(self, state):
         super()._set_state(state)
@@ -340,3 +456,13 @@ class LocalWebservice(Webservice):
     def delete(self, delete_cache=True, delete_image=False, delete_volume=True):
         super().delete()
         self.state = "deleted"
+
+
+def matches(recorded, wanted):
+    """Whether a service's tags or properties (`recorded`) have each of `wanted`: a name, or a [name, value] pair,
+    as Webservice.list takes them."""
+    for item in wanted or []:
+        name, value = (item[0], item[1]) if isinstance(item, list) else (item, None)
+        if name not in recorded or (value is not None and recorded[name] != value):
+            return False
+    return True

@@ -405,3 +405,38 @@ def test_delete_stops_the_workers_of_a_server_whose_master_was_killed(env):
     assert server_processes(folder.path)  # its workers, orphaned
     service.delete()
     eventually(lambda: not server_processes(folder.path))
+
+
+def test_the_sdks_class_members_list_check_and_serialize_services(service, env):
+    workspace, model_id = env["workspace"], env["model"].id
+    assert service.name in [each.name for each in Webservice.list(workspace)]
+    for filters in ({"compute_type": "aci"}, {"model_name": "chainer-dnn-mnist"}, {"model_id": model_id}):
+        assert service.name in [each.name for each in Webservice.list(workspace, **filters)], filters
+    for filters in ({"compute_type": "AKS"}, {"model_name": "another"}, {"tags": ["absent"]}, {"image_id": "x"}):
+        assert Webservice.list(workspace, **filters) == [], filters
+    with pytest.raises(WebserviceException, match="Invalid compute type"):
+        Webservice.list(workspace, compute_type="GPU")
+    with pytest.raises(WebserviceException, match="already exists"):
+        Webservice.check_for_existing_webservice(workspace, service.name)
+    Webservice.check_for_existing_webservice(workspace, service.name, overwrite=True)
+    Webservice.check_for_existing_webservice(workspace, "no-such-service")
+    payload = service.serialize()
+    assert (payload["name"], payload["computeType"], payload["state"]) == (service.name, "ACI", "Healthy")
+    assert payload["scoringUri"] == service.scoring_uri
+    assert AciWebservice.deserialize(workspace, payload).scoring_uri == service.scoring_uri
+    with pytest.raises(WebserviceException, match="computeType is not Local"):
+        LocalWebservice.deserialize(workspace, payload)
+    with pytest.raises(WebserviceException, match="needs an Azure ML workspace"):
+        Webservice.deploy_from_image(workspace, "other", image=None)
+    with pytest.raises(NotImplementedError, match="Token Authentication"):
+        service.get_token()
+
+
+def test_tags_and_properties_are_added_and_removed_as_the_sdk_does(own_service):
+    own_service.add_tags({"stage": "test", "owner": "me"})
+    own_service.remove_tags("owner")
+    own_service.add_properties({"approved": "yes"})
+    found = Webservice(own_service.workspace, own_service.name)
+    assert found.tags == {"stage": "test"}
+    assert found.properties["approved"] == "yes"
+    assert [each.name for each in Webservice.list(own_service.workspace, tags=[["stage", "test"]])] == [found.name]
