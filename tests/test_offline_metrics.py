@@ -3,18 +3,16 @@ SDK's exceptions, and given back by get_metrics() in the SDK's shapes; images an
 The runs here are recorded directly (no script runs), so each test is quick."""
 
 import json
-import os
 import re
 
 import numpy as np
 import pytest
 from azureml.core._metrics import ImageArtifact, JsonArtifact
 from azureml.exceptions import AzureMLException, UserErrorException
+from helpers import recorded_run
 from matplotlib.figure import Figure
 
 from azureml_offline.backend import backend_of
-from azureml_offline.experiment import Experiment
-from azureml_offline.run import Run
 
 PNG = b"\x89PNG"
 # The examples of the SDK's docstrings (azureml.core.run.Run.log_*), cut short: the SDK checks no schema.
@@ -54,20 +52,9 @@ JSON_VALUES = {
 }
 
 
-def new_run(workspace, run_id, parent_id=None, run_type=None):
-    """A run of experiment "exp" recorded as submit would, without starting anything."""
-    definition = {"runId": run_id, "target": "local", "runDefinition": {"script": "train.py", "arguments": []}}
-    definition.update({"parentRunId": parent_id} if parent_id else {})
-    definition.update({"runType": run_type} if run_type else {})
-    folder, lock = backend_of(workspace).folder.new_run("exp", definition, {})
-    os.close(lock)
-    folder.write_status({"status": "Running"})
-    return Run(Experiment(workspace, "exp"), run_id)
-
-
 @pytest.fixture
 def run(fresh_workspace):
-    return new_run(fresh_workspace, "exp_1")
+    return recorded_run(fresh_workspace, "exp_1")
 
 
 def png_file(path):
@@ -173,10 +160,10 @@ def test_json_metrics_are_files_of_the_run_named_as_the_metric(run, method):
 
 
 def test_get_metrics_recursive_gives_each_run_that_logged_by_id(fresh_workspace):
-    parent = new_run(fresh_workspace, "exp_1")
-    child = new_run(fresh_workspace, "exp_2", parent_id="exp_1")
-    grandchild = new_run(fresh_workspace, "exp_3", parent_id="exp_2", run_type="special")
-    new_run(fresh_workspace, "exp_4", parent_id="exp_1")  # logs nothing: left out
+    parent = recorded_run(fresh_workspace, "exp_1")
+    child = recorded_run(fresh_workspace, "exp_2", parent_id="exp_1")
+    grandchild = recorded_run(fresh_workspace, "exp_3", parent_id="exp_2", run_type="special")
+    recorded_run(fresh_workspace, "exp_4", parent_id="exp_1")  # logs nothing: left out
     parent.log("a", 1)
     child.log("a", 2)
     grandchild.log("b", 3)
