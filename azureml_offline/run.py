@@ -14,9 +14,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from types import GeneratorType
 
 import azureml.core
 from azureml._base_sdk_common.tracking import global_tracking_info_registry
@@ -34,7 +32,7 @@ from azureml.exceptions import (
     WebserviceException,
 )
 
-from . import model
+from . import metrics, model
 from .azure_only import needs_azure
 from .backend import SNAPSHOT_ID, backend_of
 from .state import files
@@ -371,39 +369,52 @@ class Run:
             for value in tag_values
         ]
 
+    # Metrics: metrics.py says what each log_* kind records and how get_metrics gives it back
+
     def log(self, name, value, description="", step=None):
-        """Record one value of metric `name` (at `step`, if given: recorded, get_metrics lists the values in order)."""
-        if isinstance(value, (list, range, GeneratorType)):
-            raise UserErrorException("run.log does not support list type. Use run.log_list instead")
-        record = {"name": metric_name(name), "value": value, "description": description}
-        if step is not None:
-            record["step"] = step
-        self._folder.append_metric(record)
+        """Record one value of metric `name` (at `step`, if given: kept, though get_metrics lists values in order)."""
+        self._folder.append_metric(metrics.scalar(name, value, description, step))
 
     def log_list(self, name, value, description=""):
         """Record a list of values of metric `name`."""
-        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
-            raise UserErrorException(f"run.log_list takes a list of values, not {type(value).__name__}")
-        self._folder.append_metric({"name": metric_name(name), "values": list(value), "description": description})
+        self._folder.append_metric(metrics.values(name, value, description))
 
     def log_row(self, name, description=None, **kwargs):
         """Record one row (column=value, ...) of table metric `name`."""
-        self._folder.append_metric({"name": metric_name(name), "row": kwargs, "description": description})
+        self._folder.append_metric(metrics.row(name, kwargs, description))
 
-    def get_metrics(self, name=None):
-        """Metrics in the SDK's shapes: logged once -> the value, more often -> the list; a table -> columns."""
-        values, rows = {}, {}
-        for record in self._folder.metrics():
-            if "row" in record:
-                rows.setdefault(record["name"], []).append(record["row"])
-            else:
-                values.setdefault(record["name"], []).extend(record.get("values", [record.get("value")]))
-        metrics = {key: value[0] if len(value) == 1 else value for key, value in values.items()}
-        for key, table in rows.items():
-            metrics[key] = (
-                table[0] if len(table) == 1 else {column: [row.get(column) for row in table] for column in table[0]}
-            )
-        return {key: value for key, value in metrics.items() if name in (None, key)}
+    def log_table(self, name, value, description=""):
+        """Record table metric `name`: value is {column: [values]}, its columns of one length."""
+        self._folder.append_metric(metrics.table(name, value, description))
+
+    def log_image(self, name, path=None, plot=None, description=""):
+        """Record an image (an image file's path, or a matplotlib figure): it becomes a file of the run."""
+        self._folder.append_metric(*metrics.image(name, path, plot, description))
+
+    def log_confusion_matrix(self, name, value, description=""):
+        """Record a confusion matrix (a dict or JSON text, in the SDK's schema): a file of the run named `name`."""
+        self._folder.append_metric(*metrics.json_metric("confusion_matrix", name, value, description))
+
+    def log_accuracy_table(self, name, value, description=""):
+        """Record an accuracy table (a dict or JSON text, in the SDK's schema): a file of the run named `name`."""
+        self._folder.append_metric(*metrics.json_metric("accuracy_table", name, value, description))
+
+    def log_residuals(self, name, value, description=""):
+        """Record residuals (a dict or JSON text, in the SDK's schema): a file of the run named `name`."""
+        self._folder.append_metric(*metrics.json_metric("residuals", name, value, description))
+
+    def log_predictions(self, name, value, description=""):
+        """Record predictions (a dict or JSON text, in the SDK's schema): a file of the run named `name`."""
+        self._folder.append_metric(*metrics.json_metric("predictions", name, value, description))
+
+    def get_metrics(self, name=None, recursive=False, run_type=None, populate=False):
+        """The metrics in the SDK's shapes (see metrics.py); recursive: {run id: metrics} of this run and its
+        descendants (those of type run_type) that logged any."""
+        if not recursive:
+            return metrics.get_metrics(self._folder, self._id, name, populate)
+        runs = [*self.get_children(recursive=True, type=run_type, _rehydrate_runs=False), self]
+        logged = {run.id: metrics.get_metrics(run._folder, run.id, name, populate) for run in runs}
+        return {run_id: values for run_id, values in logged.items() if values}
 
     def tag(self, key, value=None):
         self.set_tags({key: value})
@@ -624,12 +635,6 @@ def run_dto(backend, folder):
         properties=folder.properties(),
         tags=folder.tags(),
     )
-
-
-def metric_name(name):
-    if not isinstance(name, str) or not name:
-        raise UserErrorException(f"A metric's name is a non-empty string, not {name!r}")
-    return name
 
 
 def copy_out(source, target):

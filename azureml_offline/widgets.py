@@ -1,6 +1,7 @@
 """RunDetails: a live view of a run or a sweep in ipywidgets 7.
 
-A run: its status, its metrics (latest values, and a chart of those logged more than once) and its log's tail.
+A run: its status, its metrics (latest values, and a chart of those logged more than once), its tables and images
+(log_table, log_row, log_image), as Azure ML studio shows them, and its log's tail.
 A sweep (a HyperDriveRun): its status, a table of its children (status, hyperparameters, latest and best primary
 metric) and a chart of the primary metric of each child, interval by interval.
 
@@ -12,11 +13,14 @@ without widgets get a line that names the run (outside IPython, its status and m
 
 import html
 import io
+import itertools
 import json
 import threading
 import time
+from pathlib import PurePosixPath
 
 import ipywidgets
+from azureml.core._metrics import ARTIFACT_ID_PREFIX, ImageArtifact
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -30,6 +34,7 @@ LOG_TAIL_LINES = 15
 MAX_CHARTED_METRICS = 4  # of a run, side by side
 CHART_INCHES, CHART_DPI = (4.2, 3), 90  # each chart's size
 CHART_WIDTH_PIXELS = int(CHART_INCHES[0] * CHART_DPI)
+MAX_TABLE_ROWS = 100  # of each table metric shown
 
 
 class RunDetails:
@@ -43,8 +48,12 @@ class RunDetails:
         # A PNG drawn here, not a plot in an Output widget: setting a value updates from any thread.
         self.chart = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
         self.charted = None  # what the chart shows, to redraw it only when that changes
+        self.tables = ipywidgets.HTML()  # the run's table metrics
+        self.images = ipywidgets.HBox(layout=ipywidgets.Layout(flex_flow="row wrap"))  # its image metrics
+        self.imaged = None  # which images show, to rebuild them only when that changes
+        self.artifacts = {}  # the SDK's Artifact of each image or JSON metric's location, fetched once
         self.log = ipywidgets.Textarea(layout=ipywidgets.Layout(width="100%", height="16em"), disabled=True)
-        self.widget = ipywidgets.VBox([self.header, self.metrics_html, self.chart, self.log])
+        self.widget = ipywidgets.VBox([self.header, self.metrics_html, self.chart, self.tables, self.images, self.log])
         self.poller = threading.Thread(target=self._poll, daemon=True)
 
     def show(self, render_lib=None, widget_settings=None):
@@ -56,7 +65,9 @@ class RunDetails:
         state = self.get_widget_data()
         self._render(state)
         if render_lib is not None:
-            render_lib(f"{self.header.value}{self.metrics_html.value}<pre>{html.escape(self.log.value)}</pre>")
+            render_lib(
+                f"{self.header.value}{self.metrics_html.value}{self.tables.value}<pre>{html.escape(self.log.value)}</pre>"
+            )
         elif InteractiveShell.initialized():
             display(
                 {
@@ -77,8 +88,9 @@ class RunDetails:
             self.poller.start()
 
     def get_widget_data(self, widget_settings=None):
-        """What the view shows: run id, status, the tail of the newest log, and the metrics of the run,
-        or, for a sweep, its children and its primary metric."""
+        """What the view shows: run id, status, the tail of the newest log, and the metrics of the run (with
+        "artifacts": the SDK's Artifact, with its bytes, of each image or JSON metric), or, for a sweep, its
+        children and its primary metric."""
         details = self._run.get_details_with_logs()
         logs = list(details.get("logFiles", {}).values())
         tail = logs[-1].splitlines()[-LOG_TAIL_LINES:] if logs else []
@@ -87,7 +99,21 @@ class RunDetails:
             state.update(self._sweep_data())
         else:
             state["metrics"] = self._run.get_metrics()
+            state["artifacts"] = self._fetch_artifacts(state["metrics"])
         return state
+
+    def _fetch_artifacts(self, metrics):
+        """{name: the SDK's Artifact} of the image and JSON metrics, whose get_metrics() value is their location;
+        each location's file is fetched once (get_metrics with populate)."""
+        locations = {
+            name: value
+            for name, value in metrics.items()
+            if isinstance(value, str) and value.startswith(ARTIFACT_ID_PREFIX)
+        }
+        for name, location in locations.items():
+            if location not in self.artifacts:
+                self.artifacts[location] = self._run.get_metrics(name, populate=True).get(name)
+        return {name: self.artifacts[location] for name, location in locations.items()}
 
     def _sweep_data(self):
         primary = json.loads(self._run.get_properties()["primary_metric_config"])
@@ -130,18 +156,57 @@ class RunDetails:
             series = {child["run_id"].rpartition("_")[2]: child["values"] for child in state["children"]}
             self._draw({name: series}, legend_title="child")
         else:
+            values = {
+                name: value
+                for name, value in state["metrics"].items()
+                if not isinstance(value, dict) and name not in state["artifacts"]
+            }
+            kinds = {
+                name: artifact.metric_type.rpartition(".")[2].replace("_", " ")
+                for name, artifact in state["artifacts"].items()
+                if artifact is not None and not isinstance(artifact, ImageArtifact)
+            }
             rows = "".join(
                 f"<tr><td>{html.escape(name)}</td><td>{html.escape(latest_text(value))}</td></tr>"
-                for name, value in state["metrics"].items()
+                for name, value in {**values, **kinds}.items()
             )
             self.metrics_html.value = f"<table><tr><th>Metric</th><th>Latest</th></tr>{rows}</table>" if rows else ""
             curves = {
                 name: {"": metric_values(value)}
-                for name, value in state["metrics"].items()
+                for name, value in values.items()
                 if isinstance(value, list) and len(metric_values(value)) > 1
             }
             self._draw(dict(list(curves.items())[:MAX_CHARTED_METRICS]))
+            self.tables.value = "".join(
+                table_html(name, value) for name, value in state["metrics"].items() if isinstance(value, dict)
+            )
+            self._show_images(state["artifacts"])
         self.log.value = state["log_tail"]
+
+    def _show_images(self, artifacts):
+        """One ipywidgets.Image under its name for each image metric, rebuilt only when they change."""
+        images = {
+            name: artifact
+            for name, artifact in artifacts.items()
+            if isinstance(artifact, ImageArtifact) and artifact.data
+        }
+        shown = [(name, artifact.data_location) for name, artifact in images.items()]
+        if shown == self.imaged:
+            return
+        self.imaged = shown
+        self.images.children = [
+            ipywidgets.VBox(
+                [
+                    ipywidgets.HTML(f"<b>{html.escape(name)}</b>"),
+                    ipywidgets.Image(
+                        value=artifact.data,
+                        format=PurePosixPath(artifact.path).suffix.lstrip(".") or "png",
+                        layout=ipywidgets.Layout(max_width="100%"),
+                    ),
+                ]
+            )
+            for name, artifact in images.items()
+        ]
 
     def _draw(self, charts, legend_title=None):
         """Draw `charts` ({title: {label: values}}) side by side, if they changed; nothing to draw hides the chart."""
@@ -191,6 +256,20 @@ def children_table(state):
         for child in state["children"]
     )
     return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def table_html(name, table):
+    """A table metric as get_metrics gives it ({column: [values]}, or {column: value} for one row) as an HTML
+    table under its name: its first MAX_TABLE_ROWS rows."""
+    columns = {column: values if isinstance(values, list) else [values] for column, values in table.items()}
+    rows = list(itertools.zip_longest(*columns.values()))
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(number_text(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows[:MAX_TABLE_ROWS]
+    )
+    more = f" (the first {MAX_TABLE_ROWS} of {len(rows)} rows)" if len(rows) > MAX_TABLE_ROWS else ""
+    return f"<table><caption><b>{html.escape(name)}</b>{more}</caption><tr>{head}</tr>{body}</table>"
 
 
 def chart_png(charts, legend_title=None):

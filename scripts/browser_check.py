@@ -2,10 +2,13 @@
 
 A manual check, not part of CI: does the live RunDetails view render and update in JupyterLab 4 while the run
 trains (lesson 1) or the sweep runs (lesson 2, `--notebook 02-tune-hyperparameters.ipynb`), and do the plots render?
-The same in Notebook 7 with `--frontend notebook`. Needs Debian's `chromium` and `pip install playwright` (it
-drives the system Chromium, nothing is downloaded). Runs offline in a throw-away workspace; from the repository root:
+The same in Notebook 7 with `--frontend notebook`. `--notebook run-details-metrics.ipynb` is a small notebook written
+here, not a lesson: a run that logs a table and an image, which the view shows beside its chart (no MNIST needed).
+Needs Debian's `chromium` and `pip install playwright` (it drives the system Chromium, nothing is downloaded). Runs
+offline in a throw-away workspace; from the repository root:
 
     MNIST_DIR=../shared/data/mnist .venv/bin/python scripts/browser_check.py --out build/screenshots
+    .venv/bin/python scripts/browser_check.py --notebook run-details-metrics.ipynb --live-seconds 3 --height 1600
 """
 
 import argparse
@@ -24,11 +27,40 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parent.parent
-# Each lesson, and what its last cell prints: the run is over when it shows.
+METRICS_NOTEBOOK = "run-details-metrics.ipynb"
+# Each notebook, and what its last cell prints: the run is over when it shows.
 LAST_OUTPUT = {
     "01-train-and-register.ipynb": "Kept gpu-cluster",
     "02-tune-hyperparameters.ipynb": "Registered chainer-dnn-mnist",
+    METRICS_NOTEBOOK: "'Loss curve', 'Per class'",  # in the output only, not in the cell's source
 }
+# METRICS_NOTEBOOK's run: a curve value by value, then a table and a figure, as a user's script might log them.
+METRICS_SCRIPT = """
+import time
+
+from azureml.core import Run
+from matplotlib.figure import Figure
+
+run = Run.get_context()
+losses = [0.9, 0.5, 0.35, 0.3, 0.28]
+for epoch, loss in enumerate(losses, start=1):
+    run.log("Loss", loss, step=epoch)
+    time.sleep(1)
+run.log_table("Per class", {"digit": [0, 1, 2], "precision": [0.99, 0.98, 0.97], "recall": [0.98, 0.99, 0.96]})
+figure = Figure(figsize=(4, 3), layout="constrained")
+axes = figure.subplots()
+axes.plot(range(1, len(losses) + 1), losses, marker="o")
+axes.set(title="Loss by epoch", xlabel="epoch")
+run.log_image("Loss curve", plot=figure)
+time.sleep(3)
+"""
+METRICS_CELLS = [
+    "import azureml_offline\n\nazureml_offline.activate_if_needed()",
+    "from azureml.core import Experiment, ScriptRunConfig, Workspace\nfrom azureml.widgets import RunDetails\n\n"
+    'run = Experiment(Workspace.from_config(), "metrics").submit(ScriptRunConfig(".", "log_metrics.py"))\n'
+    "RunDetails(run).show()",
+    'run.wait_for_completion()\nprint("Logged", sorted(run.get_metrics()))',
+]
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -64,6 +96,22 @@ def start_lab(folder, port, token, env):
     raise SystemExit("JupyterLab did not start on loopback within 60 s")
 
 
+def notebook_to_run(name, folder):
+    """The notebook `name`: a lesson without its committed outputs (so that what the screenshots show is this
+    run's), or METRICS_NOTEBOOK, whose script is written to `folder`."""
+    if name == METRICS_NOTEBOOK:
+        (folder / "log_metrics.py").write_text(METRICS_SCRIPT)
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in METRICS_CELLS])
+        notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        return notebook
+    notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    notebook.metadata.pop("widgets", None)
+    return notebook
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/screenshots", help="folder for the PNG screenshots")
@@ -74,6 +122,7 @@ def main():
         help="JupyterLab 4 or Notebook 7 (both served by the same Jupyter server)",
     )
     parser.add_argument("--port", type=int, default=8899)
+    parser.add_argument("--height", type=int, default=1000, help="the browser window's height, for a taller view")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--notebook", choices=sorted(LAST_OUTPUT), default="01-train-and-register.ipynb")
     parser.add_argument(
@@ -88,20 +137,14 @@ def main():
         for name in ("chainer_mnist.py", "job-environment.yml"):
             shutil.copy(REPO / name, folder / name)
         (folder / "notebooks").mkdir()
-        # Without its committed outputs, so that what the screenshots show is this run's.
-        notebook = nbformat.read(REPO / "notebooks" / args.notebook, as_version=4)
-        for cell in notebook.cells:
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
-        notebook.metadata.pop("widgets", None)
-        nbformat.write(notebook, folder / "notebooks" / args.notebook)
+        nbformat.write(notebook_to_run(args.notebook, folder / "notebooks"), folder / "notebooks" / args.notebook)
         env = dict(os.environ, AZUREML_OFFLINE="1", AZUREML_OFFLINE_DIR=str(folder / "workspace"))
         token = secrets.token_hex(16)
         lab = start_lab(folder, args.port, token, env)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page = browser.new_page(viewport={"width": 1400, "height": args.height})
                 path = {"lab": "lab/tree", "notebook": "notebooks"}[args.frontend]
                 page.goto(f"http://127.0.0.1:{args.port}/{path}/notebooks/{args.notebook}?token={token}")
                 page.wait_for_selector(".jp-Notebook", timeout=60_000)

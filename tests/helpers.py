@@ -1,6 +1,7 @@
 """What several test modules share: the repository's path, waiting for processes and files, running the lessons
-under nbval, and a sweep of a stand-in script."""
+under nbval, a sweep of a stand-in script, and runs recorded without running."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,7 +16,10 @@ import psutil
 from azureml.core import Environment, ScriptRunConfig
 from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal
 
+from azureml_offline.backend import backend_of
 from azureml_offline.engine.processes import THREAD_VARIABLES, alive  # noqa: F401 (alive: for the tests)
+from azureml_offline.experiment import Experiment
+from azureml_offline.run import Run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,3 +153,28 @@ def sweep_config(tmp_path, space, sampling=GridParameterSampling, target="cpu-cl
         **settings,
     }
     return HyperDriveConfig(run_config=src, hyperparameter_sampling=sampling(space), **settings)
+
+
+# Runs recorded as submit records them, with nothing started: for quick tests of what a run records and shows
+
+
+def recorded_run(workspace, run_id, parent_id=None, run_type=None):
+    """A Completed run of experiment "exp", recorded through the workspace's Backend; its Run stand-in."""
+    with running_run(workspace, run_id, parent_id, run_type) as run:
+        return run
+
+
+@contextlib.contextmanager
+def running_run(workspace, run_id, parent_id=None, run_type=None):
+    """A run of experiment "exp" that is Running for as long as the block lasts (holding its runner's lock, as
+    a runner would), then Completed."""
+    definition = {"runId": run_id, "target": "local", "runDefinition": {"script": "train.py", "arguments": []}}
+    definition.update({"parentRunId": parent_id} if parent_id else {})
+    definition.update({"runType": run_type} if run_type else {})
+    folder, lock = backend_of(workspace).folder.new_run("exp", definition, {})
+    try:
+        folder.write_status({"status": "Running"})
+        yield Run(Experiment(workspace, "exp"), run_id)
+        folder.write_status({"status": "Completed"})
+    finally:
+        os.close(lock)

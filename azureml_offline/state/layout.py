@@ -16,7 +16,9 @@
         runner.lock                        locked (flock) for as long as the run's runner lives
         cancel                             a cancel request, for the runner
         runner.log                         the runner's own stderr
-        metrics.jsonl                      appended records
+        metrics.jsonl                      one record per call of log_* (azureml_offline/metrics.py): its name,
+                                           description and one of value (with its step, if any), values, row,
+                                           rows, or file (an image's or JSON metric's file among files/, and type)
         tags.jsonl                         appended records: {name: value} sets a tag (a string or null),
                                            {"removed": [names]} (a list, never a tag's value) removes tags
         properties.jsonl                   appended records, {name: value}; a property keeps its first value
@@ -488,15 +490,25 @@ class RunFolder:
     def snapshot(self):
         return self.path / "snapshot"
 
-    def append_metric(self, record):
+    def append_metric(self, record, data=None):
+        """Append a metric record; with `data`, the bytes of the run's file record["file"], written first (whole),
+        so that the record never names a file that is not there."""
+        if data is not None:
+            path = self.file(record["file"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            files.write_bytes(path, data)
         files.append_record(self.path / "metrics.jsonl", record)
 
     def metrics(self):
-        """The metric records: each has a name and one of value, values (a list) or row (a dict)."""
+        """The metric records, in the order logged; one that is not a metric is skipped with a warning."""
         records = []
         for record in files.read_records(self.path / "metrics.jsonl"):
             if isinstance(record.get("name"), str) and (
-                "value" in record or isinstance(record.get("values"), list) or isinstance(record.get("row"), dict)
+                "value" in record
+                or isinstance(record.get("values"), list)
+                or isinstance(record.get("row"), dict)
+                or (isinstance(record.get("rows"), list) and all(isinstance(row, dict) for row in record["rows"]))
+                or isinstance(record.get("file"), str)
             ):
                 records.append(record)
             else:
@@ -507,13 +519,21 @@ class RunFolder:
                 )
         return records
 
+    def read_metric_file(self, name):
+        """The bytes of the run's file `name` that a metric record names, or None if it is gone."""
+        try:
+            return self.file(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def metric_values(self, name):
         """The numeric values logged for metric `name` (run.log, run.log_list), in order, as Run.get_metrics() and
-        metric_values() give them; none for a table (run.log_row)."""
+        metric_values() give them; none for a metric first logged as another kind (a table, an image)."""
         records = [record for record in self.metrics() if record["name"] == name]
-        if any("row" in record for record in records):
+        scalars = [record for record in records if "value" in record or "values" in record]
+        if records[:1] != scalars[:1]:
             return []
-        return metric_values([value for record in records for value in record.get("values", [record.get("value")])])
+        return metric_values([value for record in scalars for value in record.get("values", [record["value"]])])
 
     def append_tag(self, key, value):
         files.append_record(self.path / "tags.jsonl", {key: value})
