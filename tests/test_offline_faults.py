@@ -1,6 +1,7 @@
 """Faults and bad input: each is rejected with the SDK's exception, stays with the one run it hits, or leaves
 nothing behind (no process, no staging folder, no excluded file in a snapshot)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -468,3 +469,39 @@ def test_the_snapshot_leaves_out_what_the_ignore_file_excludes(ignore_files, exp
     run = Experiment(fresh_workspace, "ignored").submit(script_config(source, "print('ran')"))
     assert store.file_names(backend_of(run).folder_of(run).snapshot) == expected
     assert run.wait_for_completion()["status"] == "Completed"
+
+
+FILL_THE_DISK = """
+import json, os, sys
+from azureml.core import ScriptRunConfig
+import azureml_offline
+from azureml_offline.experiment import Experiment
+from azureml_offline.workspace import Workspace
+
+with open("source/fill.py", "w") as f:
+    f.write("with open('filler', 'wb') as f:\\n    while True:\\n        f.write(bytes(1 << 16))\\n")
+run = Experiment(Workspace.from_config(), "full").submit(ScriptRunConfig("source", "fill.py"))
+details = run.wait_for_completion(raise_on_error=False)
+print(json.dumps({"status": details["status"], "error": details.get("error")}))
+"""
+
+
+def test_a_script_that_fills_the_disk_fails_its_run_with_that_reason(tmp_path):
+    # A small file system of its own for the workspace, mounted in a mount namespace of this test's process alone.
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "source").mkdir()
+    mount = f"mount -t tmpfs -o size=8m tmpfs {tmp_path / 'workspace'}"
+    env = dict(os.environ, AZUREML_OFFLINE_DIR=str(tmp_path / "workspace"), PYTHONPATH=str(Path.cwd()))
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", f'{mount} && exec "$0" -c "$1"', sys.executable, FILL_THE_DISK],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ended = json.loads(done.stdout.splitlines()[-1])  # before: the runner died, its reason lost with its log
+    assert ended["status"] == "Failed"
+    assert ended["error"]["error"]["code"] == "DiskFull"
+    assert "Script exited with code 1" in ended["error"]["error"]["message"]  # the script's own error, kept

@@ -9,11 +9,12 @@ runner.lock for as long as the process lives, so readers can tell when it has di
 """
 
 import os
+import shutil
 import signal
 import sys
 
 from ..state import files
-from ..state.layout import RunFolder, run_error
+from ..state.layout import RESERVE_BYTES, WORKSPACE_DIR_VARIABLE, RunFolder, run_error, shown
 
 
 def main(name, work):
@@ -24,6 +25,7 @@ def main(name, work):
     signal.signal(signal.SIGTERM, lambda signum, frame: folder.request_cancel())  # terminating it cancels the run
     status = {"status": "Running", "startTimeUtc": files.utc_now(), "runnerPid": os.getpid()}
     folder.write_status(status)
+    folder.reserve_space()
 
     def stop_requested():
         return folder.cancel_requested() or os.getppid() != submitter_pid
@@ -32,5 +34,19 @@ def main(name, work):
         status.update(work(folder, stop_requested))
     except BaseException as error:
         status.update(status="Failed", error=run_error("SystemError", f"{name}: {error!r}"))
+    free = shutil.disk_usage(folder.path).free  # what the run left, before the reserve goes
+    folder.release_space()
+    if free < RESERVE_BYTES and status["status"] != "Canceled":
+        status.update(status="Failed", error=run_error("DiskFull", disk_full(folder, free, status.get("error"))))
     status["endTimeUtc"] = files.utc_now()
     folder.write_status(status)
+
+
+def disk_full(folder, free, error):
+    """The message of a run that ended with the workspace's disk full, and the error it had already, if any."""
+    message = (
+        f"The disk of the offline workspace was full when the run ended ({free} bytes free at {shown(folder.path)}): "
+        f"its logs and outputs may be cut short. Free space there, or set {WORKSPACE_DIR_VARIABLE} to a folder on "
+        f"another disk, and submit again."
+    )
+    return message + (f" The run's own error: {error['error']['message']}" if error else "")

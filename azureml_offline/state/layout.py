@@ -14,6 +14,7 @@
         status.json                        status, start and end times, error
         display.json                       displayName and description, once set
         runner.lock                        locked (flock) for as long as the run's runner lives
+        runner.reserve                     disk space the runner holds until it records the run's end
         cancel                             a cancel request, for the runner
         runner.log                         the runner's own stderr
         metrics.jsonl                      one record per call of log_* (azureml_offline/metrics.py): its name,
@@ -59,6 +60,7 @@ SCRIPT_RUN_TYPE = "azureml.scriptrun"  # run.json's runType, unless it says othe
 HYPERDRIVE_RUN_TYPE = "hyperdrive"  # run.json's runType of a sweep's parent, as the SDK's HyperDriveRun.RUN_TYPE
 BEST_CHILD_TABLE = "best_child_by_primary_metric"  # a sweep parent's metric table that the SDK reads its best from
 RUN_DIR_VARIABLE = "AZUREML_OFFLINE_RUN_DIR"  # set for a run's script (and what it starts): its run folder
+RESERVE_BYTES = 1 << 20  # what RunFolder.reserve_space() holds: room for a run's final status and error
 LOG = "logs/std_log.txt"  # a run's file with its script's stdout and stderr
 MPI_LOG = "logs/mpi_log.txt"  # an MPI job's file with mpiexec's own output
 SWEEP_LOG = "azureml-logs/hyperdrive.txt"  # a sweep's file with what its driver did, named as on Azure
@@ -475,6 +477,15 @@ class RunFolder:
             return True
         finally:
             os.close(fd)
+
+    def reserve_space(self):
+        """Hold RESERVE_BYTES of the disk (runner.reserve), so that the run's end can still be recorded after its
+        script has filled the disk."""
+        with open(self.path / "runner.reserve", "wb") as f:
+            f.write(bytes(RESERVE_BYTES))  # written, not truncated to size: a sparse file would hold nothing
+
+    def release_space(self):
+        (self.path / "runner.reserve").unlink(missing_ok=True)
 
     def request_cancel(self):
         (self.path / "cancel").touch()
