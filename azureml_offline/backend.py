@@ -359,10 +359,10 @@ class Backend:
                     continue
                 if (
                     definition is not None
-                    and has_all(definition["tags"], tags)
-                    and has_all(definition["properties"], properties)
-                    and run_id in (None, definition["runId"])
-                    and framework in (None, definition["framework"])
+                    and has_all(definition.get("tags", {}), tags)
+                    and has_all(definition.get("properties", {}), properties)
+                    and run_id in (None, definition.get("runId"))
+                    and framework in (None, definition.get("framework"))
                     and dataset_id is None
                 ):
                     found.append((each, version, definition))
@@ -382,17 +382,18 @@ class Backend:
         removed = [remove_tags] if remove_tags is not None and not isinstance(remove_tags, list) else remove_tags
 
         def change(definition):
-            taken = [key for key in add_properties or {} if key in definition["properties"]]
+            recorded = definition.get("properties", {})  # .get: as versions registered before it was recorded
+            taken = [key for key in add_properties or {} if key in recorded]
             if taken:  # the SDK's check_duplicate_properties, against what is recorded
                 raise WebserviceException(
                     "Error, properties are immutable, the following keys cannot be added/modified: " + ",".join(taken)
                 )
-            new_tags = {**(tags or definition["tags"]), **(add_tags or {})}
+            new_tags = {**(tags or definition.get("tags", {})), **(add_tags or {})}
             return {
                 **definition,
                 "tags": {key: value for key, value in new_tags.items() if key not in (removed or [])},
-                "properties": {**definition["properties"], **(add_properties or {})},
-                "description": description or definition["description"],
+                "properties": {**recorded, **(add_properties or {})},
+                "description": description or definition.get("description"),
             }
 
         definition = self.folder.update_model(name, version, change)

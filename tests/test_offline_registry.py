@@ -30,9 +30,16 @@ def weights(tmp_path):
 @pytest.fixture
 def models(fresh_workspace, weights):
     """Three versions: mnist:1 (98.61 %), mnist:2 (98.50 %, a custom framework), digits:1."""
-    Model.register(fresh_workspace, weights, "mnist", tags={"area": "mnist", "epochs": "10"}, properties={"acc": 0.9861})
     Model.register(
-        fresh_workspace, weights, "mnist", tags={"area": "mnist"}, properties={"acc": 0.9850}, model_framework=Model.Framework.CUSTOM
+        fresh_workspace, weights, "mnist", tags={"area": "mnist", "epochs": "10"}, properties={"acc": 0.9861}
+    )
+    Model.register(
+        fresh_workspace,
+        weights,
+        "mnist",
+        tags={"area": "mnist"},
+        properties={"acc": 0.9850},
+        model_framework=Model.Framework.CUSTOM,
     )
     Model.register(fresh_workspace, weights, "digits", tags={"area": "digits"})
     return fresh_workspace
