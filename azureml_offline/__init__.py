@@ -27,6 +27,7 @@ STAND_INS = [
     ("azureml.core.experiment", "Experiment", "azureml_offline.experiment", "Experiment"),
     ("azureml.core", "Run", "azureml_offline.run", "Run"),
     ("azureml.core.run", "Run", "azureml_offline.run", "Run"),
+    ("azureml.core", "Environment", "azureml_offline.environment", "Environment"),
     ("azureml.core", "Model", "azureml_offline.model", "Model"),
     ("azureml.core.model", "Model", "azureml_offline.model", "Model"),
     ("azureml.core", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),

@@ -24,10 +24,11 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import requests
-from azureml._model_management._util import model_name_validation
+from azureml._model_management._util import model_name_validation, populate_model_not_found_details
 from azureml._restclient import models as rest_models
 from azureml._restclient.exceptions import ServiceException
 from azureml._restclient.models.error_response import ErrorResponseException
@@ -60,6 +61,8 @@ START_SECONDS = 60  # a service whose server was never started (its deployer die
 PROBE_SECONDS = 2  # liveness probe timeout
 SNAPSHOT_ID = PropertyKeys.SNAPSHOT_ID  # the property that names a run's snapshot
 EXPERIMENT_IDS = uuid.UUID("6f1f4d4e-0ff1-4e0b-9b9e-0a5e3e7f1a11")  # the namespace of experiments' uuid5 ids
+CURATED_PREFIXES = ("AzureML", "Microsoft")  # of curated environments' names (the SDK's Environment docstring)
+VERSIONING = ("name", "version", "assetId")  # what registering sets in a serialized Environment
 
 _backends = {}  # workspace folder -> its Backend, one per folder in this process
 
@@ -144,6 +147,10 @@ class Backend:
     @property
     def root(self):
         return self.folder.root
+
+    def created_time(self):
+        """When the workspace folder was created (workspace.json's record)."""
+        return self.folder.created_time()
 
     # Compute targets
 
@@ -599,6 +606,155 @@ class Backend:
             },
         )
 
+    def models(self, name=None, tags=None, properties=None, run_id=None, latest=False, framework=None, dataset_id=None):
+        """(name, version, definition) of the registered versions that match, by name and newest first, as Azure's
+        model query answers: `tags` and `properties` are lists of keys or [key, value] pairs, all of which must
+        match; `latest`, only the newest match of each name. A damaged version is left out with a warning, so
+        that it hides no other. No model has data sets offline, so none matches a `dataset_id`."""
+        for what, wanted in (("tags", tags), ("properties", properties)):
+            check_filter(what, wanted)
+        found = []
+        for each in [name] if name else self.model_names():
+            for version in self.model_versions(each)[::-1]:
+                try:
+                    definition = self.model(each, version)
+                except files.DamagedFile as error:
+                    warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
+                    continue
+                if (
+                    definition is not None
+                    and has_all(definition.get("tags", {}), tags)
+                    and has_all(definition.get("properties", {}), properties)
+                    and run_id in (None, definition.get("runId"))
+                    and framework in (None, definition.get("framework"))
+                    and dataset_id is None
+                ):
+                    found.append((each, version, definition))
+                    if latest:
+                        break
+        return found
+
+    def update_model(
+        self, name, version, tags=None, description=None, add_tags=None, remove_tags=None, add_properties=None
+    ):
+        """Change a model version's tags, properties and description as the SDK's update() (`tags` replace them
+        all, `description` replaces it) and update_tags_properties() (the others) do; its new definition.
+        Properties can be added, never changed, as on Azure."""
+        for what, value in (("tags", tags), ("add_tags", add_tags), ("add_properties", add_properties)):
+            if value is not None and not isinstance(value, dict):
+                raise WebserviceException(f"Error, {what} must be a dict, not {type(value).__name__}")
+        removed = [remove_tags] if remove_tags is not None and not isinstance(remove_tags, list) else remove_tags
+
+        def change(definition):
+            recorded = definition.get("properties", {})  # .get: as versions registered before it was recorded
+            taken = [key for key in add_properties or {} if key in recorded]
+            if taken:  # the SDK's check_duplicate_properties, against what is recorded
+                raise WebserviceException(
+                    "Error, properties are immutable, the following keys cannot be added/modified: " + ",".join(taken)
+                )
+            new_tags = {**(tags or definition.get("tags", {})), **(add_tags or {})}
+            return {
+                **definition,
+                "tags": {key: value for key, value in new_tags.items() if key not in (removed or [])},
+                "properties": {**recorded, **(add_properties or {})},
+                "description": description or definition.get("description"),
+            }
+
+        definition = self.folder.update_model(name, version, change)
+        if definition is None:
+            raise model_not_found(name, version)
+        return definition
+
+    def delete_model(self, name, version):
+        """Delete a model version, unless a web service uses it (as on Azure, where its image does)."""
+        model_id = f"{name}:{version}"
+        users = [
+            service
+            for service in self.service_names()
+            if model_id in (self.service_definition(service) or {}).get("modelIds", [])
+        ]
+        if users:
+            raise WebserviceException(
+                "The model cannot be deleted because it is currently being used in one or more images. "
+                f"Offline, the web services {', '.join(users)} use {model_id}: delete them first."
+            )
+        if not self.folder.remove_model_version(name, version):
+            raise model_not_found(name, version)
+
+    # Environments
+
+    def environments(self):
+        """Name -> the definition of the latest version of each registered environment; a damaged one is left out,
+        with a warning, so that it hides no other."""
+        found = {}
+        for name in self.folder.environment_names():
+            versions = self.folder.environment_versions(name)
+            try:
+                if versions:
+                    found[name] = self.environment(name, versions[-1])
+            except files.DamagedFile as error:
+                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
+        return found
+
+    def environment(self, name, version=None, label=None):
+        """The definition (the SDK's serialized Environment) of environment `name`: version `version`, or the
+        newest labelled `label`, or the latest. A curated environment (is_curated) that is not registered is its
+        name alone, using this Python as it is: offline it is not built."""
+        if version is not None and label is not None:
+            raise UserErrorException("Only one of version or label can be specified")
+        versions = self.folder.environment_versions(name)
+        if label is not None:
+            versions = [each for each in versions if label in self.folder.read_environment(name, each)["labels"]]
+        elif version is not None:
+            versions = [each for each in versions if str(each) == str(version)]
+        if versions:
+            return environment_definition(name, versions[-1], self.folder.read_environment(name, versions[-1]))
+        if is_curated(name):
+            return {"name": name, "version": version, "python": {"userManagedDependencies": True}}
+        which = f"label {label}" if label is not None else f"version {version}" if version is not None else "any"
+        raise UserErrorException(f"Environment {name} ({which}) not found in the offline workspace")
+
+    def register_environment(self, definition):
+        """Register an environment (the SDK's serialized Environment); its definition as registered, with its
+        version. Versions are 1, 2, ...: a definition equal to the latest version's is that version, a changed
+        one the next; a definition that names its version is that version, or a conflict if it differs."""
+        name = definition["name"]
+        if is_curated(name):
+            raise UserErrorException(
+                f"Environment name {name!r}: names that start with AzureML or Microsoft are reserved for "
+                "curated environments"
+            )
+        requested = definition["version"]
+        if requested is not None and not (isinstance(requested, str) and requested.isdigit() and int(requested)):
+            raise UserErrorException(f"Environment version {requested!r}: offline, versions are 1, 2, ...")
+        # As JSON reads it back, without what registering sets, so that definitions compare equal.
+        content = {key: value for key, value in json.loads(json.dumps(definition)).items() if key not in VERSIONING}
+        versions = self.folder.environment_versions(name)
+        same = int(requested) if requested else versions[-1] if versions else None
+        if same in versions:
+            record = self.folder.read_environment(name, same)
+            if record["environment"] == content:
+                return environment_definition(name, same, record)
+            if requested:
+                raise UserErrorException(
+                    f"Environment {name} version {requested} is registered with another definition: "
+                    "to register a new version, set the environment's version to None"
+                )
+        record = {"environment": content, "labels": [], "registeredTime": files.utc_now()}
+        version = self.folder.new_environment_version(name, record, int(requested) if requested else None)
+        return environment_definition(name, version, record)
+
+    def label_environment(self, name, version, labels):
+        """Add `labels` (strings) to version `version` of environment `name`."""
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise UserErrorException(f"labels must be a list of strings, not {labels!r}")
+
+        def change(record):
+            return {**record, "labels": sorted({*record["labels"], *labels})}
+
+        if self.folder.update_environment(name, version, change) is None:
+            raise UserErrorException(f"Environment {name} (version {version}) not found in the offline workspace")
+
     # Web services
 
     def service_names(self):
@@ -730,6 +886,42 @@ class Backend:
         server.stop(files.read_json(gone.server))
         gone.discard()
         return True
+
+
+def check_filter(what, wanted):
+    """Refuse a filter of Model.list that is not the SDK's: a list of keys and [key, value] pairs."""
+    if wanted is None:
+        return
+    if not isinstance(wanted, list) or not all(
+        isinstance(entry, str) or (isinstance(entry, list) and len(entry) == 2) for entry in wanted
+    ):
+        raise UserErrorException(
+            f'Expected {what} must be list type. Ex. ["key", ["key2", "key2 value"]]: provided {wanted!r}'
+        )
+
+
+def has_all(recorded, wanted):
+    """Whether dict `recorded` has each of `wanted` (keys, or [key, value] pairs: values compare as the text
+    that Azure's query sends)."""
+    for entry in wanted or []:
+        key, value = (entry, None) if isinstance(entry, str) else entry
+        if key not in recorded or (value is not None and str(recorded[key]) != str(value)):
+            return False
+    return True
+
+
+def model_not_found(name, version):
+    return WebserviceException(populate_model_not_found_details(name=name, version=version))
+
+
+def is_curated(name):
+    """Whether an environment name is a curated environment's: the SDK reserves these prefixes for them."""
+    return name.startswith(CURATED_PREFIXES)
+
+
+def environment_definition(name, version, record):
+    """The serialized Environment of version `version` of environment `name`, from its `record`."""
+    return {**record["environment"], "name": name, "version": str(version)}
 
 
 def answers(session, port):

@@ -6,22 +6,39 @@ so it appears whole or not at all, and two processes registering at once get dis
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
-from azureml._model_management._util import model_name_validation
+from azureml._model_management._util import model_name_validation, populate_model_not_found_details
 from azureml.core.model import Model as SdkModel
 from azureml.core.run import Run as SdkRun
-from azureml.exceptions import RunEnvironmentException, WebserviceException
+from azureml.exceptions import RunEnvironmentException, UserErrorException, WebserviceException
+from dateutil.parser import parse as parse_time
 
+from .azure_only import needs_azure
 from .backend import backend_of
-from .state import files
 
 
 class Model:
     """A registered model version."""
 
-    def __init__(self, workspace, name=None, id=None, *, version=None):
+    Framework = SdkModel.Framework  # the SDK's names of frameworks, for model_framework
+
+    def __init__(
+        self,
+        workspace,
+        name=None,
+        id=None,
+        tags=None,
+        properties=None,
+        version=None,
+        run_id=None,
+        model_framework=None,
+        expand=True,
+        **kwargs,
+    ):
+        """The model version `id` ("name:version"), or version `version` of model `name`, or the latest version
+        of `name` that matches the filters (as Model.list takes them)."""
+        wanted = {"name": name, "id": id, "tags": tags, "properties": properties, "version": version}
         if id:
             if not isinstance(id, str) or ":" not in id:
                 raise WebserviceException(f"Error, model id {id!r} is not of the form <name>:<version>")
@@ -31,30 +48,47 @@ class Model:
         validate_name(name)
         version = parse_version(version)
         backend = backend_of(workspace)
-        versions = backend.model_versions(name)
-        version = version if version is not None else (versions[-1] if versions else None)
-        if version not in versions:
+        if version is None:
+            found = backend.models(name, tags, properties, run_id, latest=True, framework=model_framework)
+        else:
+            definition = backend.model(name, version) if version in backend.model_versions(name) else None
+            found = [(name, version, definition)] if definition is not None else []
+        if not found:
             raise WebserviceException(
-                f"ModelNotFound: Model with name {name}"
-                f"{'' if version is None else f', version {version}'} not found in workspace"
+                populate_model_not_found_details(**wanted, run_id=run_id, model_framework=model_framework)
             )
-        definition = backend.model(name, version)
-        if definition is None:
-            raise WebserviceException(
-                f"ModelNotFound: Model with name {name}, version {version} not found in workspace"
-            )
+        self._load(workspace, *found[0], expand)
+
+    def _load(self, workspace, name, version, definition, expand=True):
+        """Set the SDK's attributes from `definition` (model.json, or what serialize() wrote); with `expand`, the
+        run that registered it (as the SDK's), if its experiment still has it."""
         self.workspace = workspace
         self.name = name
         self.version = version
         self.id = f"{name}:{version}"
+        self._read(definition)
+        self.created_time = parse_time(definition["createdTime"]) if definition.get("createdTime") else None
+        self.run_id = definition.get("runId")
+        self.experiment_name = definition.get("experimentName")
+        self.run = None
+        if expand and self.run_id:
+            try:
+                self.run = workspace.get_run(self.run_id)
+            except UserErrorException:  # its run was removed
+                pass
+        # What only Azure records: who registered it, its blob, data sets and resource configuration.
+        self.created_by = self.mime_type = self.url = self.unpack = None
+        self.parent_id = self.derived_model_ids = self.resource_configuration = None
+        self.datasets = {}
+        self.sample_input_dataset = self.sample_output_dataset = None
+
+    def _read(self, definition):
+        """Set what can change after registration from the recorded `definition`."""
         self.tags = definition.get("tags", {})
         self.properties = definition.get("properties", {})
         self.description = definition.get("description")
         self.model_framework = definition.get("framework")  # .get: versions registered before it was recorded
         self.model_framework_version = definition.get("frameworkVersion")
-        self.created_time = definition.get("createdTime")
-        self.run_id = definition.get("runId")
-        self.experiment_name = definition.get("experimentName")
 
     @staticmethod
     def register(
@@ -83,20 +117,121 @@ class Model:
         )
 
     @staticmethod
-    def list(workspace, name=None, *, latest=False):
-        """Registered versions, of all models or of `name`: by name, then newest first."""
+    def list(
+        workspace,
+        name=None,
+        tags=None,
+        properties=None,
+        run_id=None,
+        latest=False,
+        dataset_id=None,
+        expand=True,
+        page_count=255,
+        model_framework=None,
+    ):
+        """The registered versions that match (see Backend.models), by name, then newest first."""
+        if page_count and not 20 <= page_count <= 255:  # the SDK's check; offline every match is on one page
+            raise UserErrorException(f"Expected page_count value is between 20 and 255. Provided: {page_count}")
+        found = backend_of(workspace).models(name, tags, properties, run_id, latest, model_framework, dataset_id)
         models = []
-        backend = backend_of(workspace)
-        for each in [name] if name else backend.model_names():
-            for version in backend.model_versions(each)[::-1]:
-                try:
-                    models.append(Model(workspace, each, version=version))
-                except files.DamagedFile as error:  # one damaged version hides no other
-                    warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
-                    continue
-                if latest:
-                    break
+        for each in found:
+            model = Model.__new__(Model)
+            model._load(workspace, *each, expand)
+            models.append(model)
         return models
+
+    def serialize(self):
+        """This model as the SDK serializes it (a dict of JSON values)."""
+        return {
+            "createdTime": self.created_time.isoformat() if self.created_time else None,
+            "createdBy": self.created_by,
+            "description": self.description,
+            "id": self.id,
+            "mimeType": self.mime_type,
+            "name": self.name,
+            "framework": self.model_framework,
+            "frameworkVersion": self.model_framework_version,
+            "tags": self.tags,
+            "properties": self.properties,
+            "unpack": self.unpack,
+            "url": self.url,
+            "version": self.version,
+            "experimentName": self.experiment_name,
+            "runId": self.run_id,
+            "runDetails": str(self.run),
+            "datasets": [],
+            "resourceConfiguration": None,
+            "sampleInputDatasetId": None,
+            "sampleOutputDatasetId": None,
+        }
+
+    @staticmethod
+    def deserialize(workspace, model_payload):
+        """The Model that serialize() wrote, as the SDK rebuilds it: from the payload, not from the workspace."""
+        model = Model.__new__(Model)
+        model._load(workspace, model_payload["name"], model_payload["version"], model_payload, expand=False)
+        return model
+
+    def update(
+        self,
+        tags=None,
+        description=None,
+        sample_input_dataset=None,
+        sample_output_dataset=None,
+        resource_configuration=None,
+    ):
+        """Replace the model's tags (all of them) and description, as the SDK does: only those given (not empty)."""
+        if sample_input_dataset or sample_output_dataset or resource_configuration:
+            raise WebserviceException(
+                "Model.update: sample data sets and resource configurations need an Azure ML workspace "
+                "(offline there are no data sets and no profiling); update tags and description alone"
+            )
+        self._read(backend_of(self).update_model(self.name, self.version, tags or None, description or None))
+
+    def update_tags_properties(self, add_tags=None, remove_tags=None, add_properties=None):
+        """Add tags, remove tags and add properties; a property that is set cannot be changed, as on Azure."""
+        if add_tags is None and remove_tags is None and add_properties is None:
+            return
+        # What the SDK prints, from this object's tags.
+        for key in add_tags if isinstance(add_tags, dict) else {}:
+            if key in self.tags:
+                print(f"Replacing tag {key} -> {self.tags[key]} with {key} -> {add_tags[key]}")
+        for key in remove_tags if isinstance(remove_tags, list) else [] if remove_tags is None else [remove_tags]:
+            if key not in self.tags:
+                print(f"Tag with key {key} not found.")
+        definition = backend_of(self).update_model(
+            self.name, self.version, add_tags=add_tags, remove_tags=remove_tags, add_properties=add_properties
+        )
+        self._read(definition)
+
+    def add_tags(self, tags):
+        self.update_tags_properties(add_tags=tags)
+        print("Model tag add operation complete.")
+
+    def remove_tags(self, tags):
+        self.update_tags_properties(remove_tags=tags)
+        print("Model tag remove operation complete.")
+
+    def add_properties(self, properties):
+        self.update_tags_properties(add_properties=properties)
+        print("Model properties add operation complete.")
+
+    def delete(self):
+        """Delete this version from the workspace, unless a web service uses it (WebserviceException, as on Azure)."""
+        backend_of(self).delete_model(self.name, self.version)
+
+    print_configuration = staticmethod(SdkModel.print_configuration)  # the SDK's own: it prints what it is given
+
+    add_dataset_references = needs_azure(
+        SdkModel, "add_dataset_references", "there are no registered data sets", WebserviceException
+    )
+    get_sas_urls = needs_azure(
+        SdkModel, "get_sas_urls", "download() or get_model_path() gives the model's files", WebserviceException
+    )
+    package = needs_azure(
+        SdkModel, "package", "no image is built: deploy() serves the model from this Python", WebserviceException
+    )
+    profile = needs_azure(SdkModel, "profile", "time the service's run() on this machine instead", WebserviceException)
 
     @staticmethod
     def deploy(

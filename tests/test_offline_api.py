@@ -3,19 +3,20 @@
 import inspect
 
 import pytest
-from azureml.core import Experiment, Model, Run, Workspace
+from azureml.core import Environment, Experiment, Model, Run, Workspace
 from azureml.core.compute import AmlCompute
 from azureml.core.webservice import AciWebservice, LocalWebservice, Webservice
 from azureml.train.hyperdrive import HyperDriveRun
 from azureml.widgets import RunDetails
 
-from azureml_offline import compute, experiment, hyperdrive, model, run, webservice, widgets, workspace
+from azureml_offline import compute, environment, experiment, hyperdrive, model, run, webservice, widgets, workspace
 
 PAIRS = [
     (workspace.Workspace, Workspace),
     (experiment.Experiment, Experiment),
     (run.Run, Run),
     (model.Model, Model),
+    (environment.Environment, Environment),
     (compute.ComputeTarget, AmlCompute),  # ComputeTarget(workspace, name) returns an AmlCompute for a cluster
     (widgets.RunDetails, RunDetails),
     (webservice.Webservice, Webservice),

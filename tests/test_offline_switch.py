@@ -33,7 +33,7 @@ def test_the_switch_turns_the_stand_ins_on_and_off_again():
 
 
 def test_forced_offline_installs_the_stand_ins_and_says_so(monkeypatch, tmp_path, capsys):
-    real = {name: getattr(azureml.core, name) for name in ("Environment", "ScriptRunConfig")}
+    real = {name: getattr(azureml.core, name) for name in ("ScriptRunConfig",)}
     real_aml_compute = azureml.core.compute.AmlCompute
     monkeypatch.setenv("AZUREML_OFFLINE", "1")
     assert azureml_offline.activate_if_needed() == "offline"

@@ -138,6 +138,21 @@ def staging_dir(parent):
         os.close(lock)
 
 
+@contextlib.contextmanager
+def locked(folder):
+    """Hold an exclusive lock (flock) on `folder` for the block, which gets whether the folder (still) exists."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield Path(folder).exists()  # it may have been moved aside while this waited
+    finally:
+        os.close(fd)
+
+
 def remove_abandoned(parent):
     """Remove the staging folders in `parent` that no living process holds (a submit killed mid-copy)."""
     for staging in Path(parent).glob("*") if Path(parent).is_dir() else []:
@@ -170,6 +185,35 @@ def publish(staged, parent):
         except OSError:
             if not (parent / str(number)).exists():
                 raise
+
+
+def publish_json(data, parent, number=None):
+    """Write `data` as JSON to parent/<n>.json, whole, with the next free number n (or `number`), and return n.
+
+    The file is written under a temporary name and then linked to its own, which fails if that name is taken:
+    two processes publishing at once get distinct numbers, and neither overwrites the other. FileExistsError if
+    `number` is taken.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    staged = parent / f".{uuid.uuid4().hex}.json"
+    write_json(staged, data)
+    try:
+        while True:
+            claimed = number or 1 + max(json_numbers(parent), default=0)
+            try:
+                os.link(staged, parent / f"{claimed}.json")
+                return claimed
+            except FileExistsError:
+                if number:
+                    raise
+    finally:
+        os.unlink(staged)
+
+
+def json_numbers(parent):
+    """The numbers n of the files <n>.json in `parent`, ascending."""
+    return sorted(int(name) for name in names(parent, ".json") if name.isdigit())
 
 
 def numbers(parent):

@@ -29,7 +29,10 @@
                                            logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
                                            outputs/ once the script ends; a sweep's parent:
                                            azureml-logs/hyperdrive.txt, its driver's log
-      models/<name>/<version>/           model.json and files/<the registered file or folder>
+      models/<name>/<version>/           model.json (rewritten by tag and property updates, under the
+                                         version's lock) and files/<the registered file or folder>
+      environments/<name>/<version>.json a registered environment: the SDK's serialized Environment, its
+                                         labels and when it was registered
       services/<name>/                   a web service (ServiceFolder): service.json (what was deployed),
                                            keys.json, server.json (pid, start time, port), ready,
                                            app/ (source directory, azureml-models/<name>/<version>/), logs/
@@ -172,6 +175,10 @@ class WorkspaceFolder:
 
     def __eq__(self, other):
         return isinstance(other, WorkspaceFolder) and other.root == self.root
+
+    def created_time(self):
+        """When the workspace was created, as workspace.json records it."""
+        return files.read_json(self.root / "workspace.json", {}).get("created")
 
     # Compute targets
 
@@ -355,8 +362,61 @@ class WorkspaceFolder:
             files.write_json(staged / "model.json", definition)
             return files.publish(staged, self.root / "models" / plain_name(name, "Model"))
 
+    def update_model(self, name, version, change):
+        """Replace the model version's model.json with change(definition), holding the version's lock so that
+        no update is lost to another at once; the new definition, or None if there is no such version."""
+        with files.locked(self._model(name, version)) as held:
+            definition = self.read_model(name, version) if held else None
+            if definition is None:
+                return None
+            definition = change(definition)
+            files.write_json(self._model(name, version) / "model.json", definition)
+            return definition
+
+    def remove_model_version(self, name, version):
+        """Take the model version out of the workspace at once (moved aside, then removed); False if there was none."""
+        folder = self._model(name, version)
+        aside = folder.with_name(f".deleted-{version}-{uuid.uuid4().hex}")  # not a version: model_versions() skips it
+        with files.locked(folder) as held:
+            if not held:
+                return False
+            os.rename(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        return True
+
     def _model(self, name, version):
         return self.root / "models" / plain_name(name, "Model") / str(int(version))
+
+    # Environments
+
+    def environment_names(self):
+        return files.names(self.root / "environments")
+
+    def environment_versions(self, name):
+        return files.json_numbers(self._environments(name))
+
+    def read_environment(self, name, version):
+        """The record of version `version` of environment `name`, or None."""
+        return files.read_json(self._environments(name) / f"{int(version)}.json")
+
+    def new_environment_version(self, name, record, version=None):
+        """Record the next version of environment `name` (or version `version`: FileExistsError if it exists);
+        return its number."""
+        return files.publish_json(record, self._environments(name), version)
+
+    def update_environment(self, name, version, change):
+        """Replace the version's record with change(record), holding the environment's lock; the new record, or
+        None if there is no such version."""
+        with files.locked(self._environments(name)) as held:
+            record = self.read_environment(name, version) if held else None
+            if record is None:
+                return None
+            record = change(record)
+            files.write_json(self._environments(name) / f"{int(version)}.json", record)
+            return record
+
+    def _environments(self, name):
+        return self.root / "environments" / plain_name(name, "Environment")
 
     # Web services
 
