@@ -5,9 +5,9 @@
 
 Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on explicitly,
 and off again: activate() / deactivate(), or `with azureml_offline.activate(): ...`. Both calls also
-choose this process's OpenBLAS kernel while NumPy is not loaded yet (engine/openblas.py). Everything else
-(Environment, ScriptRunConfig, AmlCompute, HyperDriveConfig and its samplings and policies, the estimators,
-the exceptions) stays the real SDK.
+choose this process's OpenBLAS kernel while NumPy is not loaded yet (engine/openblas.py). Environment is the
+SDK's own class with its workspace calls offline (environment.py). Everything else (ScriptRunConfig, AmlCompute,
+HyperDriveConfig and its samplings and policies, the estimators, the exceptions) stays the real SDK.
 """
 
 import importlib
