@@ -3,6 +3,7 @@ nothing behind (no process, no staging folder, no excluded file in a snapshot)."
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -505,3 +506,69 @@ def test_a_script_that_fills_the_disk_fails_its_run_with_that_reason(tmp_path):
     assert ended["status"] == "Failed"
     assert ended["error"]["error"]["code"] == "DiskFull"
     assert "Script exited with code 1" in ended["error"]["error"]["message"]  # the script's own error, kept
+
+
+READ_ONLY = """
+import json, sys
+from azureml.core import ScriptRunConfig
+from azureml.core.compute import AmlCompute
+from azureml.exceptions import UserErrorException
+from azureml_offline.compute import ComputeTarget
+from azureml_offline.environment import Environment
+from azureml_offline.experiment import Experiment
+from azureml_offline.model import Model
+from azureml_offline.workspace import Workspace
+
+ws = Workspace.from_config()
+experiment = ws.experiments["exp"]
+run = next(experiment.get_runs())
+read = {"status": run.get_status(), "metrics": run.get_metrics(), "models": sorted(ws.models)}
+calls = {
+    "submit": lambda: experiment.submit(ScriptRunConfig("source", "train.py")),
+    "start_logging": lambda: experiment.start_logging(snapshot_directory=None),
+    "tag": lambda: run.tag("quality", "good"),
+    "register a model": lambda: Model.register(ws, "source/train.py", "another"),
+    "tag a model": lambda: Model(ws, "m").add_tags({"a": "b"}),
+    "register an environment": lambda: Environment("another").register(ws),
+    "create a compute target": lambda: ComputeTarget.create(
+        ws, "cpu", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=1)
+    ),
+}
+refused = {}
+for name, call in calls.items():
+    try:
+        call()
+        refused[name] = "no error"
+    except UserErrorException as error:
+        refused[name] = error.message
+    except Exception as error:
+        refused[name] = f"{type(error).__name__}: {error}"
+print(json.dumps({"read": read, "refused": refused}))
+"""
+
+
+def test_a_read_only_workspace_is_read_and_each_write_is_one_clear_error(fresh_workspace, tmp_path):
+    run = Experiment(fresh_workspace, "exp").submit(script_config(tmp_path / "source", "print('hi')"))
+    run.wait_for_completion()
+    run.log("loss", 0.5)
+    Model.register(fresh_workspace, str(tmp_path / "source" / "train.py"), "m")
+    workspace = os.environ["AZUREML_OFFLINE_DIR"]
+    # The workspace read-only (a read-only bind mount over it) for this test's subprocess alone.
+    mount = f"mount --bind {workspace} {workspace} && mount -o remount,bind,ro {workspace}"
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", f'{mount} && exec "$0" -c "$1"', sys.executable, READ_ONLY],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(Path.cwd())),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ended = json.loads(done.stdout.splitlines()[-1])
+    assert ended["read"] == {"status": "Completed", "metrics": {"loss": 0.5}, "models": ["m"]}
+    for call, message in ended["refused"].items():  # before: raw PermissionError / OSError, or nothing
+        assert re.fullmatch(
+            r"AZUREML_OFFLINE_DIR='.*' cannot be written \(Read-only file system: .*\): it must be a folder this user "
+            r"can write",
+            message,
+        ), f"{call}: {message}"

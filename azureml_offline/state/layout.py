@@ -42,7 +42,9 @@ never build a path themselves. Names arrive here already checked against the SDK
 still refuses any that would leave its folder.
 """
 
+import errno
 import fcntl
+import functools
 import os
 import shutil
 import uuid
@@ -102,6 +104,48 @@ def metric_values(logged):
     return [float(value) for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
+def workspace_named(root):
+    """How a message names the workspace folder `root`: by AZUREML_OFFLINE_DIR if that chose it."""
+    if os.environ.get(WORKSPACE_DIR_VARIABLE):
+        return f"{WORKSPACE_DIR_VARIABLE}={os.environ[WORKSPACE_DIR_VARIABLE]!r}"
+    return f"the offline workspace folder {shown(root)!r}"
+
+
+# What to do when the file system refuses a write: a read-only or unwritable folder, or a full disk.
+REFUSED_WRITES = {
+    **dict.fromkeys((errno.EACCES, errno.EPERM, errno.EROFS), "it must be a folder this user can write"),
+    **dict.fromkeys(
+        (errno.ENOSPC, errno.EDQUOT),
+        f"free space on its disk, or set {WORKSPACE_DIR_VARIABLE} to a folder on another disk",
+    ),
+}
+
+
+def writes(method):
+    """A method of a workspace's folder (WorkspaceFolder, RunFolder, ServiceFolder) that writes in it: when the
+    file system refuses, one UserErrorException that names the workspace and what to do, not a raw OSError. An
+    error on a path outside the folder (a user's file being read) is left as it is."""
+
+    @functools.wraps(method)
+    def write(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as error:
+            inside = self.root if isinstance(self, WorkspaceFolder) else self.path
+            if error.errno not in REFUSED_WRITES or not error.filename or not is_within(error.filename, inside):
+                raise
+            raise UserErrorException(
+                f"{workspace_named(inside)} cannot be written ({error.strerror}: {shown(error.filename)}): "
+                f"{REFUSED_WRITES[error.errno]}"
+            ) from None
+
+    return write
+
+
+def is_within(path, folder):
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+
+
 def run_error(code, message):
     """A run's error as the SDK records it (get_details()["error"]): code "UserError" for the script's own
     failures, "SystemError" for the offline workspace's."""
@@ -147,11 +191,7 @@ class WorkspaceFolder:
         Staging folders left by a process killed while filling them are removed here.
         """
         root = Path(root) if root is not None else workspace_dir()
-        where = (
-            f"{WORKSPACE_DIR_VARIABLE}={os.environ[WORKSPACE_DIR_VARIABLE]!r}"
-            if os.environ.get(WORKSPACE_DIR_VARIABLE)
-            else f"the offline workspace folder {shown(root)!r}"
-        )
+        where = workspace_named(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
             folder = cls(root.resolve(strict=True))
@@ -189,10 +229,12 @@ class WorkspaceFolder:
         """The definition of compute target `name`, or None."""
         return files.read_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json")
 
+    @writes
     def write_compute(self, name, definition):
         (self.root / "computes").mkdir(exist_ok=True)
         files.write_json(self.root / "computes" / f"{plain_name(name, 'Compute target')}.json", definition)
 
+    @writes
     def delete_compute(self, name):
         """Remove compute target `name`; False if there was none."""
         try:
@@ -206,6 +248,7 @@ class WorkspaceFolder:
     def experiment_names(self):
         return files.names(self.root / "experiments")
 
+    @writes
     def add_experiment(self, name):
         (self.root / "experiments" / plain_name(name, "Experiment") / "runs").mkdir(parents=True, exist_ok=True)
 
@@ -213,9 +256,11 @@ class WorkspaceFolder:
         """What was set on experiment `name` (experiment.json: tags, archivedTime), {} if nothing was."""
         return files.read_json(self._experiment(name) / "experiment.json", {})
 
+    @writes
     def write_experiment(self, name, record):
         files.write_json(self._experiment(name) / "experiment.json", record)
 
+    @writes
     def remove_experiment(self, name):
         """Take experiment `name` and its runs out of the workspace at once, then remove its folder."""
         aside = self.root / "experiments" / f".deleted-{name}-{uuid.uuid4().hex}"  # hidden: not in experiment_names()
@@ -246,6 +291,7 @@ class WorkspaceFolder:
             run for run in reversed(list(self.runs(experiment))) if run.definition().get("parentRunId") == parent_id
         ]
 
+    @writes
     def new_run(self, experiment, definition, tags, source=None, properties=None, status=None):
         """Publish a new run of `experiment` and return (RunFolder, lock).
 
@@ -277,6 +323,7 @@ class WorkspaceFolder:
                 raise
         return self.run(experiment, number), lock
 
+    @writes
     def add_snapshot(self, run, source):
         """Snapshot the file or folder `source` into RunFolder `run`, which has none, whole or not at all."""
         with files.staging_dir(self.root / ".staging") as staged:
@@ -349,6 +396,7 @@ class WorkspaceFolder:
             raise DamagedFile(self._model(name, version) / "files", f"holds {len(entries)} entries, not one")
         return entries[0]
 
+    @writes
     def new_model_version(self, name, source, definition):
         """Copy the file or folder `source` into the next version of model `name`; return the version. A folder
         that holds this workspace (".", the notebook's folder) is copied without it."""
@@ -362,6 +410,7 @@ class WorkspaceFolder:
             files.write_json(staged / "model.json", definition)
             return files.publish(staged, self.root / "models" / plain_name(name, "Model"))
 
+    @writes
     def update_model(self, name, version, change):
         """Replace the model version's model.json with change(definition), holding the version's lock so that
         no update is lost to another at once; the new definition, or None if there is no such version."""
@@ -373,6 +422,7 @@ class WorkspaceFolder:
             files.write_json(self._model(name, version) / "model.json", definition)
             return definition
 
+    @writes
     def remove_model_version(self, name, version):
         """Take the model version out of the workspace at once (moved aside, then removed); False if there was none."""
         folder = self._model(name, version)
@@ -399,11 +449,13 @@ class WorkspaceFolder:
         """The record of version `version` of environment `name`, or None."""
         return files.read_json(self._environments(name) / f"{int(version)}.json")
 
+    @writes
     def new_environment_version(self, name, record, version=None):
         """Record the next version of environment `name` (or version `version`: FileExistsError if it exists);
         return its number."""
         return files.publish_json(record, self._environments(name), version)
 
+    @writes
     def update_environment(self, name, version, change):
         """Replace the version's record with change(record), holding the environment's lock; the new record, or
         None if there is no such version."""
@@ -436,6 +488,7 @@ class WorkspaceFolder:
         """The folder of service `name` (whether or not it exists)."""
         return ServiceFolder(self.root / "services" / plain_name(name, "Service"))
 
+    @writes
     def new_service(self, name, fill):
         """Call fill(ServiceFolder) on a staging folder and publish that as service `name`, whole or not at all;
         return what fill returned. FileExistsError if the workspace has a service of that name."""
@@ -449,6 +502,7 @@ class WorkspaceFolder:
                 raise FileExistsError(f"service {name!r} exists") from None
         return filled
 
+    @writes
     def remove_service(self, name):
         """Take service `name` out of the workspace at once; its folder, moved aside for the caller to stop its
         server and discard(), or None if there was none."""
@@ -476,6 +530,7 @@ class ServiceFolder:
         self.server_log = self.path / "logs" / "server.log"  # azmlinfsrv's and the script's output
         self.init_log = self.path / "logs" / "init.log"  # what deploy() copied, as Azure's init container logs
 
+    @writes
     def write_keys(self, keys):
         """keys.json, readable by this user only: its keys let anyone call the service."""
         files.write_json(self.keys, keys, mode=0o600)
@@ -518,6 +573,7 @@ class RunFolder:
             raise DamagedFile(self.path / "status.json", "missing" if status is None else "no status")
         return status
 
+    @writes
     def write_status(self, status):
         files.write_json(self.path / "status.json", status)
 
@@ -538,6 +594,7 @@ class RunFolder:
         finally:
             os.close(fd)
 
+    @writes
     def reserve_space(self):
         """Hold RESERVE_BYTES of the disk (runner.reserve), so that the run's end can still be recorded after its
         script has filled the disk."""
@@ -547,6 +604,7 @@ class RunFolder:
     def release_space(self):
         (self.path / "runner.reserve").unlink(missing_ok=True)
 
+    @writes
     def request_cancel(self):
         (self.path / "cancel").touch()
 
@@ -561,6 +619,7 @@ class RunFolder:
     def snapshot(self):
         return self.path / "snapshot"
 
+    @writes
     def append_metric(self, record, data=None):
         """Append a metric record; with `data`, the bytes of the run's file record["file"], written first (whole),
         so that the record never names a file that is not there."""
@@ -606,9 +665,11 @@ class RunFolder:
             return []
         return metric_values([value for record in scalars for value in record.get("values", [record["value"]])])
 
+    @writes
     def append_tag(self, key, value):
         files.append_record(self.path / "tags.jsonl", {key: value})
 
+    @writes
     def remove_tags(self, keys):
         files.append_record(self.path / "tags.jsonl", {REMOVED_TAGS: list(keys)})
 
@@ -622,6 +683,7 @@ class RunFolder:
                 tags.update(record)
         return tags
 
+    @writes
     def add_property(self, key, value):
         """Add a property; as on Azure, one that is set keeps its first value."""
         if key not in self.properties():
@@ -637,6 +699,7 @@ class RunFolder:
         """display.json: the displayName and description set since the run began ({} if none was)."""
         return files.read_json(self.path / "display.json", {})
 
+    @writes
     def write_display(self, display):
         files.write_json(self.path / "display.json", display)
 
@@ -690,6 +753,7 @@ class RunFolder:
         """A sweep's log, written by its driver (what the parent run streams)."""
         return self.files / SWEEP_LOG
 
+    @writes
     def copy_in(self, source, name):
         """Copy the files of folder `source` into the run's files, under `name`. Links are not followed out of
         `source`: what they lead to there is not the run's (a link to a file inside it is copied; links to
@@ -704,6 +768,7 @@ class RunFolder:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
 
+    @writes
     def collect_outputs(self):
         """Move the script's ./outputs into the run's files, as Azure uploads them when a run ends. Links are not
         followed out of the snapshot: what they point to is not the run's (file_names skips linked files and
