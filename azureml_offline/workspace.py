@@ -1,4 +1,4 @@
-"""The offline stand-in for azureml.core.Workspace: a folder on this machine, kept by its Backend (backend.py).
+"""The offline stand-in for azureml.core.Workspace: a folder on this machine, kept by its Backend (backend/).
 
 Its name, location and ids all say "offline", so no printout can be mistaken for Azure.
 """

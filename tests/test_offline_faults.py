@@ -22,8 +22,8 @@ from azureml.exceptions import (
 )
 from helpers import alive, eventually, script_config, started_script
 
-from azureml_offline import backend as backend_module
 from azureml_offline.backend import backend_of
+from azureml_offline.backend import runs as run_rules
 from azureml_offline.compute import ComputeTarget
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
@@ -408,7 +408,7 @@ def test_a_killed_runner_leaves_no_process(fresh_workspace, tmp_path, pid_files)
 def test_a_runner_that_dies_before_recording_itself_neither_hangs_wait_nor_cancel(
     fresh_workspace, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(backend_module, "RUNNER", [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setattr(run_rules, "RUNNER", [sys.executable, "-c", "raise SystemExit(3)"])
     experiment = Experiment(fresh_workspace, "runner-dies")
     first = experiment.submit(script_config(tmp_path / "src", QUICK))
     second = experiment.submit(script_config(tmp_path / "src", QUICK))

@@ -108,7 +108,8 @@ def test_no_module_imports_in_a_circle():
     graph = import_graph()
     # The parser sees the package's imports, also from and into its subpackages.
     assert {"backend", "state.files"} <= graph["run"] and "engine.openblas" in graph["engine.processes"]
-    assert {"engine.server", "state.layout"} <= graph["backend"]
+    assert {"backend.runs", "backend.services", "state.layout"} <= graph["backend"]
+    assert {"engine.server", "state.layout"} <= graph["backend.services"] and "engine.launch" in graph["backend.runs"]
     assert "state.files" in graph["state.layout"] and "experiment" in graph["engine.script_binding"]
     assert cycle(graph) is None
 

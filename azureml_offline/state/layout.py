@@ -37,7 +37,7 @@
                                            keys.json, server.json (pid, start time, port), ready,
                                            app/ (source directory, azureml-models/<name>/<version>/), logs/
 
-The backend (backend.py) and the engine's processes call WorkspaceFolder, RunFolder and ServiceFolder and
+The backend (backend/) and the engine's processes call WorkspaceFolder, RunFolder and ServiceFolder and
 never build a path themselves. Names arrive here already checked against the SDK's rules; plain_name()
 still refuses any that would leave its folder.
 """

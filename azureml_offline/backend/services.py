@@ -1,0 +1,220 @@
+"""The Backend's web services: deploying (their app, models and keys), updating, reconciling their state with
+their server process, their keys and logs, and deleting them."""
+
+import secrets
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from azureml.exceptions import SnapshotException, WebserviceException
+
+from ..engine import server
+from ..state import files
+from ..state.layout import ServiceFolder
+
+ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values of services
+START_SECONDS = 60  # a service whose server was never started (its deployer died first) is Failed after this
+PROBE_SECONDS = 2  # liveness probe timeout
+
+
+class ServiceRules:
+    """The web services of the workspace folder `self.folder`, which copy its models."""
+
+    def service_names(self):
+        return self.folder.service_names()
+
+    def service(self, name):
+        """The ServiceFolder of service `name` (its files may not exist: see service_definition)."""
+        return self.folder.service(name)
+
+    def service_definition(self, name):
+        """What was deployed as service `name` (service.json), or None if there is no such service."""
+        return files.read_json(self.folder.service(name).definition)
+
+    def deploy_service(self, name, kind, settings, models, inference_config, auth, overwrite):
+        """Publish service `name` (its app, models, keys and definition) and start its server. `kind` is ACI or
+        LOCAL; `settings` the definition's description, tags, properties and configuration."""
+        server.azmlinfsrv()  # fails before anything is written if the server is not installed
+        if self.service_definition(name) is not None:
+            if not overwrite:
+                raise name_taken(name)
+            self.delete_service(name)
+        definition = {
+            "name": name,
+            "computeType": kind,
+            "serviceId": uuid.uuid4().hex,
+            "createdTime": files.utc_now(),
+            **settings,
+            "modelIds": [model.id for model in models],
+            "environment": inference_config.environment.name if inference_config.environment else None,
+        }
+
+        def write(service):
+            definition["entryScript"] = copy_app(service, self.folder, inference_config)
+            copy_models(service, self.folder, definition["modelIds"])
+            service.write_keys({"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
+            files.write_json(service.definition, definition)
+
+        try:
+            self.folder.new_service(name, write)
+        except FileExistsError:  # another process deployed one of that name meanwhile
+            raise name_taken(name) from None
+        server.start(self.folder.service(name))
+
+    def update_service(
+        self, name, tags=None, properties=None, description=None, auth_enabled=None, models=None, inference_config=None
+    ):
+        """Apply an update; new models or a new inference config restart the server."""
+        service = self.folder.service(name)
+        definition = files.read_json(service.definition)
+        if tags is not None:
+            definition["tags"] = dict(tags)
+        if properties is not None:
+            definition["properties"].update(properties)
+        if description is not None:
+            definition["description"] = description
+        if auth_enabled is not None:
+            service.write_keys(dict(files.read_json(service.keys), authEnabled=bool(auth_enabled)))
+        if models is None and inference_config is None:
+            files.write_json(service.definition, definition)
+            return
+        if models is not None:
+            definition["modelIds"] = [model.id for model in models]
+        # The new app (or models) is copied whole beside the old one first: a copy that fails leaves the old
+        # server serving.
+        with tempfile.TemporaryDirectory(dir=service.path, prefix=".update-") as staging:
+            staged = ServiceFolder(staging)
+            if inference_config is not None:
+                definition["entryScript"] = copy_app(staged, self.folder, inference_config)
+            copy_models(staged, self.folder, definition["modelIds"])
+            server.stop(files.read_json(service.server))
+            for stale in (service.ready, service.server):
+                stale.unlink(missing_ok=True)
+            new, old = (staged.app, service.app) if inference_config is not None else (staged.models, service.models)
+            shutil.rmtree(old)
+            new.rename(old)
+            staged.init_log.replace(service.init_log)
+        definition["serviceId"] = uuid.uuid4().hex  # the old server's watch ends
+        files.write_json(service.definition, definition)
+        server.start(service)
+
+    def reconcile_service(self, name, session=None):
+        """(state, error, server) of service `name`, read from its server: Transitioning, Healthy, Unhealthy,
+        Failed or Deleted; `error` says why it failed; `server` is server.json's record (pid, port) or None.
+        State is never stored where it could go stale: the server process (alive or not), its `ready` file and
+        its liveness route (probed with the requests `session`) tell it."""
+        service = self.folder.service(name)
+        record = files.read_json(service.server)
+        error = None
+        if not service.definition.exists():
+            state = "Deleted"
+        elif server.running(record):
+            if not service.ready.exists():
+                state = "Transitioning"
+            else:
+                state = "Healthy" if answers(session or requests, record["port"]) else "Unhealthy"
+        elif record is None and time.time() - service.definition.stat().st_mtime <= START_SECONDS:
+            state = "Transitioning"  # the deployer records the server a moment after publishing the folder
+        else:
+            state = "Failed"
+            why = (
+                "The server process was never started"
+                if record is None
+                else f"The server process exited: {server.startup_error(service.server_log)}"
+            )
+            error = {"code": "ServiceFailed", "message": why, "details": "get_logs() shows the server's log"}
+        return state, error, record
+
+    def service_keys(self, name):
+        """keys.json of service `name` (authEnabled and the two keys), or None if there is no such service."""
+        return files.read_json(self.folder.service(name).keys)
+
+    def regenerate_key(self, name, which, value=None):
+        """Replace the service's "primaryKey" or "secondaryKey" with `value` or a new key; the server re-reads it."""
+        service = self.folder.service(name)
+        service.write_keys(dict(files.read_json(service.keys), **{which: value or new_key()}))
+
+    def service_log(self, name, init=False):
+        """The server's log (init: what deployment copied), or '' if there is none."""
+        service = self.folder.service(name)
+        log = service.init_log if init else service.server_log
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def delete_service(self, name):
+        """Stop the service's server (its port is free when this returns) and remove its folder; False if there
+        was no such service."""
+        gone = self.folder.remove_service(name)  # first, so no one finds it half deleted
+        if gone is None:
+            return False
+        server.stop(files.read_json(gone.server))
+        gone.discard()
+        return True
+
+
+def answers(session, port):
+    """Whether the server on `port` answers its liveness route."""
+    try:
+        return session.get(f"http://127.0.0.1:{port}/", timeout=PROBE_SECONDS).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def name_taken(name):
+    return WebserviceException(
+        f"Service {name} with the same name already exists, please use a different service "
+        f"name or delete the existing service."
+    )
+
+
+def copy_app(service, folder, inference_config):
+    """Copy the source directory (as a run's snapshot, never the workspace itself) or, without one, the entry
+    script into the app folder of ServiceFolder `service` of WorkspaceFolder `folder`; return the entry script's
+    path there."""
+    entry_script = Path(inference_config.entry_script)
+    if inference_config.source_directory:
+        try:
+            folder.copy_source(inference_config.source_directory, service.app)
+        except SnapshotException as e:  # a folder the SDK would not snapshot: its message names the file
+            raise WebserviceException(e.message) from None
+        except OSError as e:
+            raise WebserviceException(uncopyable(inference_config.source_directory, e)) from None
+    else:
+        service.app.mkdir()
+        shutil.copy(entry_script, service.app)
+        entry_script = Path(entry_script.name)
+    return entry_script.as_posix()
+
+
+def uncopyable(source, error):
+    """One line that names the file of source directory `source` that could not be copied, and what to do."""
+    if isinstance(error, shutil.Error):  # copytree's: (source, target, why) of each file it could not copy
+        path, _, why = error.args[0][0]
+    else:
+        path, why = error.filename, error
+    return (
+        f"Cannot copy {path} from the source directory {source} into the service ({why}): mend or remove it, "
+        f"or list it in the folder's .amlignore, then deploy or update again"
+    )
+
+
+def copy_models(service, folder, model_ids):
+    """Copy the files of the models ("name:version") of WorkspaceFolder `folder` where the server finds them."""
+    shutil.rmtree(service.models, ignore_errors=True)
+    service.models.mkdir(parents=True)
+    service.init_log.parent.mkdir(exist_ok=True)
+    lines = []
+    for model_id in model_ids:
+        name, version = model_id.rsplit(":", 1)
+        entry = folder.model_entry(name, version)  # the registered file or folder
+        target = service.models / name / version
+        target.mkdir(parents=True)
+        (shutil.copytree if entry.is_dir() else shutil.copyfile)(entry, target / entry.name)
+        lines.append(f"Copied model {model_id} into azureml-models/{name}/{version}\n")
+    service.init_log.write_text("".join(lines) or "No models to copy\n")
+
+
+def new_key():
+    return secrets.token_urlsafe(24)  # 32 characters, as Azure's keys
