@@ -403,6 +403,10 @@ def test_delete_stops_the_workers_of_a_server_whose_master_was_killed(env):
     os.kill(master, signal.SIGKILL)
     eventually(lambda: not alive(master))
     assert server_processes(folder.path)  # its workers, orphaned
+    service.update_deployment_state()
+    # What happened, not the last line of the log (before: "Booting worker ...", given as the error).
+    assert service.state == "Failed"
+    assert service.error["message"].startswith("The server process was killed by signal 9 (Killed); its log ends:")
     service.delete()
     eventually(lambda: not server_processes(folder.path))
 

@@ -3,7 +3,6 @@ run's status with its runner, cancelling, and experiments' and runs' tags, prope
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -405,10 +404,7 @@ class RunRules:
             except subprocess.TimeoutExpired:
                 pass
         if runner and runner.poll() is not None:
-            code = runner.returncode
-            how = (
-                f"was killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited with code {code}"
-            )
+            how = processes.how_it_ended(runner.returncode)
         log = run.runner_log.read_text(errors="replace").strip().splitlines() if run.runner_log.exists() else []
         message = f"The offline runner process {how} before it recorded the end of the run"
         if log:

@@ -123,7 +123,7 @@ class ServiceRules:
             why = (
                 "The server process was never started"
                 if record is None
-                else f"The server process exited: {server.startup_error(service.server_log)}"
+                else server.exit_reason(record, service.server_log)
             )
             error = {"code": "ServiceFailed", "message": why, "details": "get_logs() shows the server's log"}
         return state, error, record

@@ -105,6 +105,13 @@ def start_time(pid):
         return None
 
 
+def how_it_ended(returncode):
+    """A process's end, from Popen's returncode: "was killed by signal 9 (Killed)" or "exited with code 1"."""
+    if returncode < 0:
+        return f"was killed by signal {-returncode} ({signal.strsignal(-returncode)})"
+    return f"exited with code {returncode}"
+
+
 def stop_group(find, grace_seconds, reap=lambda: None):
     """Stop the processes that find() returns (called again and again: new ones may appear as others exit):
     SIGTERM, then SIGKILL for those left after `grace_seconds`; return once find() finds none. reap() is called

@@ -126,10 +126,10 @@ def serves(member, server):
         return False
 
 
-def startup_error(log):
-    """The entry script's exception from the server's log ("FileNotFoundError: ..."), else the log's last line.
-
-    The server wraps it in its own (azureml_inference_server_http....UserScriptException), logged after it."""
+def exit_reason(server, log):
+    """Why the server recorded in `server` no longer runs: the entry script's exception from its log (the server
+    logs its own wrapper of it after it), else how the process ended, if this process started it, and the last
+    line of its log, which is then no error of its own."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     errors = [
         line
@@ -137,4 +137,9 @@ def startup_error(log):
         if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b:? ", line)
         and not line.startswith("azureml_inference_server_http.")
     ]
-    return (errors or lines or ["(no output)"])[-1].strip()
+    if errors:
+        return f"The server process exited: {errors[-1].strip()}"
+    process = _servers.get(server["pid"])
+    how = processes.how_it_ended(process.returncode) if process is not None and process.poll() is not None else None
+    ended = f"The server process {how or 'is gone'}"
+    return f"{ended}; its log ends: {lines[-1].strip()}" if lines else f"{ended}, leaving no log"
