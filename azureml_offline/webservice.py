@@ -12,7 +12,6 @@ import sys
 import time
 
 import requests
-from azureml._model_management._constants import ALL_WEBSERVICE_TYPES
 from azureml._model_management._util import webservice_name_validation
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
@@ -106,28 +105,10 @@ class Webservice:
     ):
         """The workspace's services that match every filter given: compute type, a model's name or id
         ("name:version"), tags and properties (each a name, or a [name, value] pair). No service has an image."""
-        if compute_type and compute_type.upper() not in ALL_WEBSERVICE_TYPES:
-            raise WebserviceException(
-                f'Invalid compute type "{compute_type}". Valid options are "{",".join(ALL_WEBSERVICE_TYPES)}"'
-            )
         if image_name or image_id or image_digest:
             return []
-        backend = backend_of(workspace)
-        found = []
-        for name in backend.service_names():
-            definition = backend.service_definition(name)
-            if definition is None:  # deleted meanwhile
-                continue
-            models = definition["modelIds"]
-            if (
-                (compute_type is None or definition["computeType"] == compute_type.upper())
-                and (model_name is None or any(model.rsplit(":", 1)[0] == model_name for model in models))
-                and (model_id is None or model_id in models)
-                and matches(definition["tags"], tags)
-                and matches(definition["properties"], properties)
-            ):
-                found.append(Webservice(workspace, name))
-        return found
+        names = backend_of(workspace).select_services(compute_type, model_name, model_id, tags, properties)
+        return [Webservice(workspace, name) for name in names]
 
     @staticmethod
     def check_for_existing_webservice(workspace, name, overwrite=False, request_func=None, check_func=None):
@@ -456,13 +437,3 @@ class LocalWebservice(Webservice):
     def delete(self, delete_cache=True, delete_image=False, delete_volume=True):
         super().delete()
         self.state = "deleted"
-
-
-def matches(recorded, wanted):
-    """Whether a service's tags or properties (`recorded`) have each of `wanted`: a name, or a [name, value] pair,
-    as Webservice.list takes them."""
-    for item in wanted or []:
-        name, value = (item[0], item[1]) if isinstance(item, list) else (item, None)
-        if name not in recorded or (value is not None and recorded[name] != value):
-            return False
-    return True

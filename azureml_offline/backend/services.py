@@ -9,11 +9,13 @@ import uuid
 from pathlib import Path
 
 import requests
+from azureml._model_management._constants import ALL_WEBSERVICE_TYPES
 from azureml.exceptions import SnapshotException, WebserviceException
 
 from ..engine import server
 from ..state import files
 from ..state.layout import ServiceFolder
+from .models import has_all
 
 ACI, LOCAL = "ACI", "Local"  # the SDK's computeType values of services
 START_SECONDS = 60  # a service whose server was never started (its deployer died first) is Failed after this
@@ -29,6 +31,29 @@ class ServiceRules:
     def service(self, name):
         """The ServiceFolder of service `name` (its files may not exist: see service_definition)."""
         return self.folder.service(name)
+
+    def select_services(self, compute_type=None, model_name=None, model_id=None, tags=None, properties=None):
+        """The names of the services that Webservice.list's filters select: compute type, a model's name or id
+        ("name:version"), tags and properties (names, or [name, value] pairs)."""
+        if compute_type and compute_type.upper() not in ALL_WEBSERVICE_TYPES:
+            raise WebserviceException(
+                f'Invalid compute type "{compute_type}". Valid options are "{",".join(ALL_WEBSERVICE_TYPES)}"'
+            )
+        selected = []
+        for name in self.service_names():
+            definition = self.service_definition(name)
+            if definition is None:  # deleted meanwhile
+                continue
+            models = definition["modelIds"]
+            if (
+                (compute_type is None or compute_type.upper() == definition["computeType"].upper())
+                and (model_name is None or any(model.rsplit(":", 1)[0] == model_name for model in models))
+                and (model_id is None or model_id in models)
+                and has_all(definition["tags"], tags)
+                and has_all(definition["properties"], properties)
+            ):
+                selected.append(name)
+        return selected
 
     def service_definition(self, name):
         """What was deployed as service `name` (service.json), or None if there is no such service."""
