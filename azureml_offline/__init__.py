@@ -13,9 +13,6 @@ HyperDriveConfig and its samplings and policies, the estimators, the exceptions)
 import importlib
 import os
 
-from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, LEGACY_PROJECT_FILENAME
-from azureml._file_utils.file_utils import traverse_up_path_and_find_file
-
 from .state.layout import shown, workspace_dir
 
 # Where the stand-ins go: (module, attribute, stand-in module, stand-in class). Imported when switched on,
@@ -122,6 +119,10 @@ def choose_mode():
 
 def find_workspace_config():
     """The file Workspace.from_config() would read, searching as it does, or ''."""
+    # Imported here: every offline run's runner imports this package, and never searches.
+    from azureml._base_sdk_common.common import AML_CONFIG_DIR, AZUREML_DIR, CONFIG_FILENAME, LEGACY_PROJECT_FILENAME
+    from azureml._file_utils.file_utils import traverse_up_path_and_find_file
+
     for directory in (AZUREML_DIR, AML_CONFIG_DIR, None):
         for file_name in (CONFIG_FILENAME, LEGACY_PROJECT_FILENAME):
             found = traverse_up_path_and_find_file(".", file_name, directory_name=directory)

@@ -2,6 +2,8 @@
 subpackages) imports in a circle, and no module or test reaches into another module's private attributes."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import azureml_offline
@@ -112,6 +114,13 @@ def test_no_module_imports_in_a_circle():
     assert {"engine.server", "state.layout"} <= graph["backend.services"] and "engine.launch" in graph["backend.runs"]
     assert "state.files" in graph["state.layout"] and "experiment" in graph["engine.script_binding"]
     assert cycle(graph) is None
+
+
+def test_a_runs_runner_imports_none_of_the_sdk():
+    """Every run starts a runner process: the SDK, slow to import, is imported only where it is used."""
+    imported = "import sys, azureml_offline.engine.runner; print(*(m for m in sys.modules if m.startswith('azureml.')))"
+    found = subprocess.run([sys.executable, "-c", imported], capture_output=True, text=True, check=True).stdout
+    assert found.split() == []
 
 
 def test_the_check_finds_a_circle():

