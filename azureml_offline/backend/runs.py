@@ -1,6 +1,7 @@
 """The Backend's experiments and runs: submitting a run, an MPI job or a sweep, interactive runs, reconciling a
 run's status with its runner, cancelling, and experiments' and runs' tags, properties, display and snapshots."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -436,6 +437,15 @@ class RunRules:
             runner.wait()
         return status
 
+    def wait_for_end(self, run, seconds):
+        """Wait `seconds` for RunFolder `run` to end, or less: until its runner exits, if this process started it."""
+        runner = self._runners.get(run.run_id)
+        if runner is None:
+            time.sleep(seconds)
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            runner.wait(timeout=seconds)
+
     def cancel_run(self, run):
         """Ask the runner of RunFolder `run` to stop its script and wait until the run has ended (Canceled); an
         interactive run is Canceled at once."""
@@ -446,7 +456,7 @@ class RunRules:
             return
         run.request_cancel()  # the runner watches for this, as Azure's local runs do
         while self.reconcile_status(run)["status"] not in TERMINAL_STATES:
-            time.sleep(POLL_SECONDS)
+            self.wait_for_end(run, POLL_SECONDS)
 
 
 def tag_values(tags, what):
