@@ -288,6 +288,7 @@ class Webservice:
 
     def delete(self):
         """Stop the server (its port is free when this returns) and remove the service's folder."""
+        self._session.close()  # a connection it keeps alive would hold a worker through the server's graceful stop
         if not self._backend.delete_service(self.name):
             print(f"No service with name {self.name} found to delete.")
             return
@@ -297,6 +298,7 @@ class Webservice:
         self, tags=None, properties=None, description=None, auth_enabled=None, models=None, inference_config=None
     ):
         """Apply an update; new models or a new inference config restart the server (wait_for_deployment)."""
+        self._session.close()  # as in delete(): the old server stops at once
         self._backend.update_service(self.name, tags, properties, description, auth_enabled, models, inference_config)
         self._initialize(self.workspace, self._backend.service_definition(self.name))
 
