@@ -254,7 +254,7 @@ class Run:
                 printed = self._write_log(out, printed, whole=status in TERMINAL_STATES)
             if status in TERMINAL_STATES:
                 return status
-            self._backend.wait_for_end(self._folder, POLL_SECONDS)
+            self._backend.wait_for_end([self._folder], POLL_SECONDS)
 
     def _write_log(self, out, start, whole):
         """Write the log from byte `start` to its last complete line (or its end, if whole); return the new start."""

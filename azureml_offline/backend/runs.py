@@ -1,7 +1,6 @@
 """The Backend's experiments and runs: submitting a run, an MPI job or a sweep, interactive runs, reconciling a
 run's status with its runner, cancelling, and experiments' and runs' tags, properties, display and snapshots."""
 
-import contextlib
 import json
 import os
 import subprocess
@@ -437,14 +436,10 @@ class RunRules:
             runner.wait()
         return status
 
-    def wait_for_end(self, run, seconds):
-        """Wait `seconds` for RunFolder `run` to end, or less: until its runner exits, if this process started it."""
-        runner = self._runners.get(run.run_id)
-        if runner is None:
-            time.sleep(seconds)
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            runner.wait(timeout=seconds)
+    def wait_for_end(self, runs, seconds):
+        """Wait `seconds`, or less: until the runner of one of RunFolders `runs` that this process started exits."""
+        runners = [self._runners[run.run_id] for run in runs if run.run_id in self._runners]
+        processes.wait_for_any(runners, seconds)
 
     def cancel_run(self, run):
         """Ask the runner of RunFolder `run` to stop its script and wait until the run has ended (Canceled); an
@@ -456,7 +451,7 @@ class RunRules:
             return
         run.request_cancel()  # the runner watches for this, as Azure's local runs do
         while self.reconcile_status(run)["status"] not in TERMINAL_STATES:
-            self.wait_for_end(run, POLL_SECONDS)
+            self.wait_for_end([run], POLL_SECONDS)
 
 
 def tag_values(tags, what):

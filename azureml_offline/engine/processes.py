@@ -9,6 +9,7 @@ run's folder in its environment (state.layout.RUN_DIR_VARIABLE): whoever finds t
 
 import ctypes
 import os
+import select
 import signal
 import sys
 import time
@@ -110,6 +111,22 @@ def how_it_ended(returncode):
     if returncode < 0:
         return f"was killed by signal {-returncode} ({signal.strsignal(-returncode)})"
     return f"exited with code {returncode}"
+
+
+def wait_for_any(children, seconds):
+    """Wait `seconds`, or less: until one of `children` (Popen objects of this process) exits."""
+    fds = []
+    try:
+        for child in children:
+            if child.poll() is not None:
+                return
+            fds.append(os.pidfd_open(child.pid))  # readable once the process has exited
+        select.select(fds, [], [], seconds)
+    except OSError:  # a kernel older than pidfds (Linux 5.3)
+        time.sleep(seconds)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def stop_group(find, grace_seconds, reap=lambda: None):

@@ -103,7 +103,7 @@ class Sweep:
                     self.start_child(parameters)
             if not self.running() and (exhausted or len(self.children) >= self.settings["max_total_runs"]):
                 break
-            time.sleep(POLL_SECONDS)
+            self.backend.wait_for_end([child.folder for child in self.children if not child.ended], POLL_SECONDS)
         self.watch()
         return self.finish()
 
