@@ -23,7 +23,7 @@ from azureml.exceptions import WebserviceException
 from .azure_only import needs_azure
 from .backend import ACI, LOCAL, backend_of, name_taken
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 # run()'s wait for an answer (AKS's default scoring_timeout_ms): a run() that hangs is an error, not a hang.
 REQUEST_SECONDS = 60
 
