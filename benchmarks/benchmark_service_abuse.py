@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """The offline web service's one-image latency while other clients hold connections: idle ones, ones that send
-their body or their headers at a byte a second, and kept-alive ones (tests/test_service_abuse.py's clients).
+their body or their headers at a byte a second, and kept-alive ones (tests/test_service_abuse.py's clients); and
+more slow clients than the server has threads, each held until the server's read deadline cuts it off.
 
     PYTHONPATH=. .venv/bin/python benchmarks/benchmark_service_abuse.py
 
@@ -25,7 +26,18 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from benchmark_service import cpu_name, deploy, test_images  # noqa: E402
-from test_service_abuse import ABUSERS  # noqa: E402
+from test_service_abuse import ABUSERS, SCORE, dripping  # noqa: E402
+
+from azureml_offline.engine import server  # noqa: E402
+
+BEYOND = server.WORKERS * server.THREADS + 4  # slow clients: more than the server's threads
+LOADS = {
+    **ABUSERS,
+    f"{BEYOND} sending their body at a byte a second": (
+        BEYOND,
+        dripping(SCORE + b"Content-Length: 99\r\n\r\n", b"{" * 99),
+    ),
+}
 
 
 def latencies(service, body, count, timeout):
@@ -45,8 +57,8 @@ def latencies(service, body, count, timeout):
 
 
 def under(service, load, body, args):
-    """The latencies while the clients of `load` (an ABUSERS key, or None) hold their connections, and the state."""
-    count, abuser = ABUSERS[load] if load else (0, None)
+    """The latencies while the clients of `load` (a LOADS key, or None) hold their connections, and the state."""
+    count, abuser = LOADS[load] if load else (0, None)
     stop = threading.Event()
     threads = [threading.Thread(target=abuser, args=(service, stop)) for _ in range(count)]
     for thread in threads:
@@ -73,7 +85,7 @@ def main():
         _, service = deploy(Path(folder), 2)
         try:
             latencies(service, body, 20, args.timeout)  # warm-up
-            for load in (None, *ABUSERS):
+            for load in (None, *LOADS):
                 times, state = under(service, load, body, args)
                 answered = np.array([t for t in times if t is not None])
                 figures = (

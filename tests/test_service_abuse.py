@@ -15,6 +15,7 @@ from azureml.exceptions import WebserviceException
 from test_webservice import OPEN, inference_config, payload
 
 from azureml_offline import webservice
+from azureml_offline.engine import server
 from azureml_offline.model import Model
 from azureml_offline.webservice import Webservice
 
@@ -102,6 +103,28 @@ def test_clients_that_hold_connections_hold_up_no_request_nor_the_liveness(servi
         stop.set()
         for thread in threads:
             thread.join()
+
+
+@pytest.mark.timeout(60)
+def test_slow_clients_beyond_the_threads_hold_them_only_until_the_read_deadline(env, monkeypatch):
+    monkeypatch.setattr(server, "THREADS", 1)
+    monkeypatch.setattr(server, "READ_SECONDS", 2)
+    monkeypatch.setattr(webservice, "REQUEST_SECONDS", 15)  # the slow clients ahead, cut off one deadline each
+    service = Model.deploy(env["workspace"], "deadline", [env["model"]], inference_config(env), OPEN)
+    service.wait_for_deployment()
+    stop = threading.Event()
+    body = dripping(SCORE + b"Content-Length: 99\r\n\r\n", b"{" * 99)  # 99 s to send
+    threads = [threading.Thread(target=body, args=(service, stop)) for _ in range(2 * server.WORKERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)  # every thread of the server reads a slow client's body; as many more wait
+        assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        service.delete()
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from . import processes
 
 WORKERS = 2  # server worker processes: see docs/deployment.md
 THREADS = 8  # per worker: each request in flight holds one, a client that sends slowly too
+READ_SECONDS = 30  # for a request, headers and body, to arrive once a thread has taken it (see server_hooks.py)
 MAX_BODY_BYTES = 16 << 20  # a request body above this is answered 413 (score.py accepts 1000 images)
 STOP_SECONDS = 10  # from SIGTERM to SIGKILL
 _servers = {}  # pid -> Popen of the servers this process started, so that their exit is reaped
@@ -43,6 +44,7 @@ def start(service):
         AZUREML_OFFLINE_SERVICE_READY=str(service.ready),
         AZUREML_OFFLINE_SERVICE_MAX_BODY=str(MAX_BODY_BYTES),
         AZUREML_OFFLINE_SERVICE_THREADS=str(THREADS),
+        AZUREML_OFFLINE_SERVICE_READ_SECONDS=str(READ_SECONDS),
     )
     # The workers are the parallelism: one BLAS thread each, or two workers' threads contend for the same cores.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -8,15 +8,17 @@ service needs around it, and change nothing in the app itself:
   - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
     (deleted, or its workspace removed), so no server outlives its service;
   - threaded workers, where a client that connects and sends nothing holds no thread (ThreadWorker) and one that
-    sends slowly holds one thread, not a worker; an init() bounded by the worker timeout; JSON nested deeper than
-    the parser goes answered 400, not 500.
+    sends slowly holds one thread, not a worker, for a bounded time; an init() bounded by the worker timeout;
+    JSON nested deeper than the parser goes answered 400, not 500.
 The deploying process passes the files through environment variables (server.start).
 """
 
+import contextlib
 import json
 import os
 import selectors
 import signal
+import socket
 import threading
 import time
 from functools import partial
@@ -36,12 +38,35 @@ WATCH_SECONDS = 1.0
 control_socket_disable = True  # gunicorn 24+ would share one control socket in ~/.gunicorn between services
 graceful_timeout = 2  # delete(): requests in flight get this long to finish (scoring takes milliseconds)
 threads = int(os.environ["AZUREML_OFFLINE_SERVICE_THREADS"])  # per worker: requests in flight, slow clients too
+READ_SECONDS = float(os.environ["AZUREML_OFFLINE_SERVICE_READ_SECONDS"])  # for a request to arrive, once taken
 
 
 class ThreadWorker(gthread.ThreadWorker):
     """gunicorn's threaded worker, but a new connection waits in the worker's poller (as a kept-alive one does)
     until it has sent something, for at most the keep-alive timeout: gunicorn's own gives it a thread meanwhile,
-    so that a few clients that connect and send nothing would hold every thread."""
+    so that a few clients that connect and send nothing would hold every thread. And a request that has not
+    arrived, headers and body, READ_SECONDS after a thread took it is cut off (its socket's reading is shut down):
+    a client that sends slowly holds its thread that long at most, not for as long as it keeps sending."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reading = {}  # connection -> when its request must have arrived
+
+    def handle(self, conn):
+        self.reading[conn] = time.monotonic() + READ_SECONDS
+        try:
+            return super().handle(conn)
+        finally:
+            del self.reading[conn]
+
+    def murder_keepalived(self, force=False):
+        """gunicorn's loop calls this about once a second: the deadlines are checked here too."""
+        super().murder_keepalived(force)
+        now = time.monotonic()
+        for conn, deadline in self.reading.copy().items():  # a copy: the threads add and remove connections
+            if now > deadline:
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    conn.sock.shutdown(socket.SHUT_RD)  # a read in progress returns at once, with nothing
 
     def enqueue_req(self, conn):
         if conn.initialized or conn.data_ready:
