@@ -395,6 +395,19 @@ def test_delete_stops_what_init_started_in_a_session_of_its_own(env, own_source)
     eventually(lambda: not any(alive(pid) for pid in helpers))
 
 
+def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_its_own(env, own_source):
+    (own_source / "spawning.py").write_text(SPAWNING)
+    config = inference_config(env, "spawning.py", own_source)
+    service = Model.deploy(env["workspace"], "spawning-alone", [env["model"]], config, OPEN)
+    service.wait_for_deployment()
+    folder = backend_of(service).service("spawning-alone")
+    helpers = [int(pid) for pid in (folder.app / "helpers.txt").read_text().split()]
+    server = json.loads(folder.server.read_text())["pid"]
+    shutil.rmtree(folder.path)  # the service's folder is gone: its server stops by itself, and all it started
+    eventually(lambda: not alive(server))
+    eventually(lambda: not any(alive(pid) for pid in helpers), seconds=5)
+
+
 def test_delete_stops_the_workers_of_a_server_whose_master_was_killed(env):
     service = Model.deploy(env["workspace"], "orphans", [env["model"]], inference_config(env), OPEN)
     service.wait_for_deployment()

@@ -6,7 +6,7 @@ service needs around it, and change nothing in the app itself:
   - the key check of an auth-enabled service (401 without it), done by Azure's front end before a request
     reaches the container, and a cap on the request body (413), so that a huge body is refused unparsed;
   - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
-    (deleted, or its workspace removed), so no server outlives its service;
+    (deleted, or its workspace removed), so no server, nor anything its workers started, outlives its service;
   - threaded workers, where a client that connects and sends nothing holds no thread (ThreadWorker) and one that
     sends slowly holds one thread, not a worker, for a bounded time; an init() bounded by the worker timeout;
     JSON nested deeper than the parser goes answered 400, not 500.
@@ -83,6 +83,12 @@ worker_class = ThreadWorker
 def on_starting(server):
     server.cfg.set("bind", [f"127.0.0.1:{os.environ['SERVER_PORT']}"])
     processes.become_subreaper()  # what a worker starts stays below the master when the worker exits
+
+
+def on_exit(server):
+    # What init() or run() started and left running (in a session of its own, say) became this master's children,
+    # its subreaper's, when their worker exited: they end with the server, however it ends.
+    processes.stop_group(lambda: processes.descendants(os.getpid()), graceful_timeout)
 
 
 def when_ready(server):
