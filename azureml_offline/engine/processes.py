@@ -115,13 +115,16 @@ def how_it_ended(returncode):
 
 def wait_for_any(children, seconds):
     """Wait `seconds`, or less: until one of `children` (Popen objects of this process) exits."""
-    fds = []
+    fds, exits = [], select.poll()  # poll, not select: a kernel's fds can be numbered past select's limit
     try:
         for child in children:
             if child.poll() is not None:
                 return
             fds.append(os.pidfd_open(child.pid))  # readable once the process has exited
-        select.select(fds, [], [], seconds)
+            exits.register(fds[-1], select.POLLIN)
+        exits.poll(seconds * 1000)
+    except ProcessLookupError:  # reaped meanwhile: it has exited
+        return
     except OSError:  # a kernel older than pidfds (Linux 5.3)
         time.sleep(seconds)
     finally:
