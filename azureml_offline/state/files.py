@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import shutil
+import threading
 import uuid
 import warnings
 from datetime import UTC, datetime
@@ -27,9 +28,17 @@ def user_error(message):
     return UserErrorException(message)
 
 
-@functools.cache
 def damaged_file_class():
     """DamagedFile: a UserErrorException, so defined when first needed (see the module's docstring)."""
+    with _DEFINING:  # two threads meeting their first damaged file at once would define two classes
+        return _define_damaged_file()
+
+
+_DEFINING = threading.Lock()
+
+
+@functools.cache
+def _define_damaged_file():
     from azureml.exceptions import UserErrorException
 
     class DamagedFile(UserErrorException):
@@ -42,6 +51,7 @@ def damaged_file_class():
             )
             self.path = Path(path)
 
+    DamagedFile.__qualname__ = "DamagedFile"  # as tracebacks name it, and found as files.DamagedFile
     return DamagedFile
 
 
