@@ -21,7 +21,7 @@ from . import processes
 
 WORKERS = 2  # server worker processes: see docs/deployment.md
 THREADS = 8  # per worker: each request in flight holds one, a client that sends slowly too
-READ_SECONDS = 30  # for a request, headers and body, to arrive once a thread has taken it (see server_hooks.py)
+READ_SECONDS = 30  # for a request, headers and body, to be read once a thread has taken it (server_hooks.py)
 MAX_BODY_BYTES = 16 << 20  # a request body above this is answered 413 (score.py accepts 1000 images)
 STOP_SECONDS = 10  # from SIGTERM to SIGKILL
 _servers = {}  # pid -> Popen of the servers this process started, so that their exit is reaped

@@ -6,7 +6,7 @@ service needs around it, and change nothing in the app itself:
   - the key check of an auth-enabled service (401 without it), done by Azure's front end before a request
     reaches the container, and a cap on the request body (413), so that a huge body is refused unparsed;
   - a `ready` file once a worker has run init(), and a stop once the service's folder is gone
-    (deleted, or its workspace removed), so no server, nor anything its workers started, outlives its service;
+    (deleted, or its workspace removed), so no server, nor what its workers started, outlives its service;
   - threaded workers, where a client that connects and sends nothing holds no thread (ThreadWorker) and one that
     sends slowly holds one thread, not a worker, for a bounded time; an init() bounded by the worker timeout;
     JSON nested deeper than the parser goes answered 400, not 500.
@@ -38,15 +38,16 @@ WATCH_SECONDS = 1.0
 control_socket_disable = True  # gunicorn 24+ would share one control socket in ~/.gunicorn between services
 graceful_timeout = 2  # delete(): requests in flight get this long to finish (scoring takes milliseconds)
 threads = int(os.environ["AZUREML_OFFLINE_SERVICE_THREADS"])  # per worker: requests in flight, slow clients too
-READ_SECONDS = float(os.environ["AZUREML_OFFLINE_SERVICE_READ_SECONDS"])  # for a request to arrive, once taken
+READ_SECONDS = float(os.environ["AZUREML_OFFLINE_SERVICE_READ_SECONDS"])  # for a request to be read: ThreadWorker
 
 
 class ThreadWorker(gthread.ThreadWorker):
     """gunicorn's threaded worker, but a new connection waits in the worker's poller (as a kept-alive one does)
     until it has sent something, for at most the keep-alive timeout: gunicorn's own gives it a thread meanwhile,
-    so that a few clients that connect and send nothing would hold every thread. And a request that has not
-    arrived, headers and body, READ_SECONDS after a thread took it is cut off (its socket's reading is shut down):
-    a client that sends slowly holds its thread that long at most, not for as long as it keeps sending."""
+    so that a few clients that connect and send nothing would hold every thread. And READ_SECONDS after a
+    thread took a request, its socket's reading is shut down: a client that sends slowly holds its thread that
+    long at most, not for as long as it keeps sending (a run() that takes longer still answers; its connection
+    is then not kept alive)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,7 +61,7 @@ class ThreadWorker(gthread.ThreadWorker):
             del self.reading[conn]
 
     def murder_keepalived(self, force=False):
-        """gunicorn's loop calls this about once a second: the deadlines are checked here too."""
+        """gunicorn's worker loop calls this each time round: the read deadlines are checked here too."""
         super().murder_keepalived(force)
         now = time.monotonic()
         for conn, deadline in self.reading.copy().items():  # a copy: the threads add and remove connections
@@ -87,8 +88,9 @@ def on_starting(server):
 
 def on_exit(server):
     # What init() or run() started and left running (in a session of its own, say) became this master's children,
-    # its subreaper's, when their worker exited: they end with the server, however it ends.
-    processes.stop_group(lambda: processes.descendants(os.getpid()), graceful_timeout)
+    # its subreaper's, when their worker exited: they end with the server when it stops (delete(), its folder
+    # gone, a worker that failed to boot). A master that is killed runs no hook: delete() stops them then.
+    processes.stop_group(lambda: processes.descendants(os.getpid()), server.cfg.graceful_timeout)
 
 
 def when_ready(server):
