@@ -338,9 +338,9 @@ def test_bad_arguments_exit_with_one_line(mnist_dir, tmp_path, capsys, args, mes
     SystemExit whose message is the line, or argparse's exit after its last line on stderr."""
     with pytest.raises(SystemExit) as exit:
         chainer_mnist.main(["--data-dir", str(mnist_dir), "-o", str(tmp_path / "out"), *args])
-    code = exit.value.code
-    last_line = code if isinstance(code, str) else capsys.readouterr().err.strip().splitlines()[-1]
-    assert code not in (0, None) and "\n" not in last_line
+    code, err = exit.value.code, capsys.readouterr().err
+    last_line = code if isinstance(code, str) else err.strip().splitlines()[-1]
+    assert code not in (0, None) and "Traceback" not in err and "\n" not in last_line
     assert message in last_line
     assert not (tmp_path / "out" / "model.npz").exists()
 

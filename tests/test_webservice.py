@@ -402,6 +402,7 @@ def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_it
     service.wait_for_deployment()
     folder = backend_of(service).service("spawning-alone")
     helpers = [int(pid) for pid in (folder.app / "helpers.txt").read_text().split()]
+    assert helpers and all(alive(pid) for pid in helpers)
     server = json.loads(folder.server.read_text())["pid"]
     shutil.rmtree(folder.path)  # the service's folder is gone: its server stops by itself, and all it started
     eventually(lambda: not alive(server))
