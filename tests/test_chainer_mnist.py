@@ -132,12 +132,14 @@ def started_until_first_checkpoint(args, output_dir):
 
 def test_resume_after_kill_gives_the_same_model(mnist_dir, tmp_path):
     args = [sys.executable, SCRIPT, "--data-dir", str(mnist_dir), *QUICK, "--epochs", "6"]
-    subprocess.run(args + ["-o", str(tmp_path / "whole")], check=True, capture_output=True)
+    # The uninterrupted run, beside the one that is killed: they share nothing.
+    whole = subprocess.Popen(args + ["-o", str(tmp_path / "whole")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     killed = tmp_path / "killed"
     process = started_until_first_checkpoint(args, killed)
     process.send_signal(signal.SIGKILL)  # As a pre-empted node would be: no chance to clean up.
     process.wait()
+    assert whole.wait() == 0, whole.stderr.read().decode()
     assert not (killed / "model.npz").exists(), "the run ended before it could be killed"
     with np.load(killed / "checkpoint.npz") as checkpoint:
         assert 1 <= int(checkpoint["epoch"]) < 6

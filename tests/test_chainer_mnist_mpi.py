@@ -104,7 +104,13 @@ def test_two_ranks_resume_a_killed_run_where_it_stopped(mnist_dir, tmp_path):
         "-1",
     ]
     env = dict(os.environ, **FLOAT64)
-    subprocess.run([sys.executable, *args, "-o", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+    # The uninterrupted run, beside the one that is killed: they share nothing.
+    whole = subprocess.Popen(
+        [sys.executable, *args, "-o", str(tmp_path / "whole")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, *args, "-o", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -113,6 +119,7 @@ def test_two_ranks_resume_a_killed_run_where_it_stopped(mnist_dir, tmp_path):
         time.sleep(0.001)
     process.kill()
     process.wait()
+    assert whole.wait() == 0, whole.stderr.read().decode()
     assert not (killed / "model.npz").exists(), "the run ended before it could be killed"
 
     logs = [tmp_path / "rank0.txt", tmp_path / "rank1.txt"]
