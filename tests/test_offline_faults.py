@@ -25,6 +25,7 @@ from helpers import alive, eventually, script_config, started_script
 from azureml_offline.backend import backend_of
 from azureml_offline.backend import runs as run_rules
 from azureml_offline.compute import ComputeTarget
+from azureml_offline.environment import Environment
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
@@ -215,6 +216,12 @@ def test_damaged_tags_model_and_compute_files_stay_with_their_entry(fresh_worksp
     (backend_of(fresh_workspace).root / "computes" / "cpu.json").write_text("{")
     with pytest.warns(DamagedRecordWarning, match="cpu.json"):
         assert list(fresh_workspace.compute_targets) == ["gpu"]
+
+    for name in ("env-a", "env-b"):
+        Environment(name).register(fresh_workspace)
+    (backend_of(fresh_workspace).root / "environments" / "env-a" / "1.json").write_text("{")
+    with pytest.warns(DamagedRecordWarning, match="1.json"):
+        assert list(fresh_workspace.environments) == ["env-b"]
 
 
 SELF_DELETING = """

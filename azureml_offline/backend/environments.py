@@ -1,7 +1,6 @@
 """The Backend's registered environments: their versions and labels, and curated environments' names."""
 
 import json
-import warnings
 
 from azureml.exceptions import UserErrorException
 
@@ -17,15 +16,8 @@ class EnvironmentRules:
     def environments(self):
         """Name -> the definition of the latest version of each registered environment; a damaged one is left out,
         with a warning, so that it hides no other."""
-        found = {}
-        for name in self.folder.environment_names():
-            versions = self.folder.environment_versions(name)
-            try:
-                if versions:
-                    found[name] = self.environment(name, versions[-1])
-            except files.DamagedFile as error:
-                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
-        return found
+        registered = [name for name in self.folder.environment_names() if self.folder.environment_versions(name)]
+        return dict(files.skipping_damaged(registered, self.environment))  # each one's latest version
 
     def environment(self, name, version=None, label=None):
         """The definition (the SDK's serialized Environment) of environment `name`: version `version`, or the

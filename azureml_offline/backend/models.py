@@ -1,6 +1,6 @@
 """The Backend's registered models: registering, querying, updating and deleting their versions."""
 
-import warnings
+import functools
 
 from azureml._model_management._util import model_name_validation, populate_model_not_found_details
 from azureml.exceptions import UserErrorException, WebserviceException
@@ -70,12 +70,8 @@ class ModelRules:
             check_filter(what, wanted)
         found = []
         for each in [name] if name else self.model_names():
-            for version in self.model_versions(each)[::-1]:
-                try:
-                    definition = self.model(each, version)
-                except files.DamagedFile as error:
-                    warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
-                    continue
+            versions = files.skipping_damaged(self.model_versions(each)[::-1], functools.partial(self.model, each))
+            for version, definition in versions:
                 if (
                     definition is not None
                     and has_all(definition.get("tags", {}), tags)

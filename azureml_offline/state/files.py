@@ -71,6 +71,18 @@ class DamagedRecordWarning(UserWarning):
     """A line of an appended-records file that cannot be read; the other lines still are."""
 
 
+def skipping_damaged(entries, read):
+    """(entry, read(entry)) for each of `entries` (runs, models, ...) whose files read(); one whose file is damaged
+    is left out with a DamagedRecordWarning, so that it hides no other."""
+    for entry in entries:
+        try:
+            value = read(entry)
+        except damaged_file_class() as error:
+            warnings.warn(str(error), DamagedRecordWarning, stacklevel=3)
+            continue
+        yield entry, value
+
+
 def write_json(path, data, mode=0o666):
     """Write `data` to `path` as JSON, all or nothing; `mode` as open() takes it (the umask applies)."""
     write_bytes(path, json.dumps(data, indent=2, default=encode_numpy).encode(), mode)

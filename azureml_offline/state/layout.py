@@ -269,13 +269,8 @@ class WorkspaceFolder:
 
     def runs(self, experiment):
         """The experiment's runs, newest first; one whose run.json is damaged is left out, with a warning."""
-        for number in reversed(files.numbers(self._runs(experiment))):
-            run = self.run(experiment, number)
-            try:
-                run.run_id  # noqa: B018 -- reading it reads run.json
-            except files.DamagedFile as error:
-                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
-                continue
+        runs = (self.run(experiment, number) for number in reversed(files.numbers(self._runs(experiment))))
+        for run, _ in files.skipping_damaged(runs, lambda run: run.run_id):  # reading run_id reads run.json
             yield run
 
     def run(self, experiment, number):
@@ -480,14 +475,9 @@ class WorkspaceFolder:
     def service_names(self):
         """The names of the services; one whose service.json is missing or damaged is left out (with a warning
         if damaged), so that it hides no other, as runs() does for runs."""
-        names = []
-        for name in files.names(self.root / "services"):
-            try:
-                if files.read_json(self.service(name).definition) is not None:
-                    names.append(name)
-            except files.DamagedFile as error:
-                warnings.warn(str(error), files.DamagedRecordWarning, stacklevel=2)
-        return names
+        names = files.names(self.root / "services")
+        definitions = files.skipping_damaged(names, lambda name: files.read_json(self.service(name).definition))
+        return [name for name, definition in definitions if definition is not None]
 
     def service(self, name):
         """The folder of service `name` (whether or not it exists)."""
