@@ -92,8 +92,7 @@ class Run:
         include_children); `tags` and `properties` select by a name, or by {name: value} pairs."""
         backend = backend_of(experiment)
         runs = backend.select_runs(backend.runs(experiment.name), type, tags, properties, status, include_children)
-        make = rehydrate if _rehydrate_runs else lambda experiment, folder: Run(experiment, folder.run_id)
-        return (make(experiment, folder) for folder in runs)
+        return (rehydrate(experiment, folder, _rehydrate_runs) for folder in runs)
 
     @staticmethod
     def list_by_compute(compute, type=None, tags=None, properties=None, status=None):
@@ -166,11 +165,10 @@ class Run:
     def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None, _rehydrate_runs=True):
         """A generator of this run's child runs (and theirs, if recursive), oldest first, that match the filters,
         as Run.list's."""
-        make = rehydrate if _rehydrate_runs else lambda experiment, folder: Run(experiment, folder.run_id)
         children = self._backend.children(self._experiment.name, self._id)
         for folder in children:
             if self._backend.select_runs([folder], type, tags, properties, status):
-                yield make(self._experiment, folder)
+                yield rehydrate(self._experiment, folder, _rehydrate_runs)
             if recursive:
                 yield from Run(self._experiment, folder.run_id).get_children(
                     True, tags, properties, type, status, _rehydrate_runs
@@ -605,10 +603,10 @@ def start_logging(experiment, name=None, run_id=None, outputs=None, snapshot_dir
     return Run(experiment, folder.run_id)
 
 
-def rehydrate(experiment, folder):
+def rehydrate(experiment, folder, by_type=True):
     """The Run of RunFolder `folder`: made by the factory that add_type_provider registered for its type, if
-    any (a sweep's HyperDriveRun), as the SDK rehydrates the runs it lists."""
-    factory = _type_providers.get(folder.run_type)
+    any (a sweep's HyperDriveRun), as the SDK rehydrates the runs it lists; a plain Run if not `by_type`."""
+    factory = _type_providers.get(folder.run_type) if by_type else None
     return (
         Run(experiment, folder.run_id)
         if factory is None
