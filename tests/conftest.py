@@ -1,10 +1,12 @@
 import collections
 import gc
+import os
 
 import pytest
 from synthetic_mnist import write_dataset
 
 import azureml_offline
+from azureml_offline.engine.processes import thread_environment
 from azureml_offline.workspace import Workspace
 
 # The lessons' nbval runs and the MPI jobs take the longest: started first, they overlap the rest of the suite on the
@@ -16,6 +18,16 @@ SLOWEST_FIRST = (
     "test_notebook_deploy.py",
     "test_chainer_mnist_mpi.py",
 )
+
+
+def pytest_configure(config):
+    """xdist's workers share the machine's cores as a sweep's children do: each, and what it starts, gets
+    cores // workers threads per pool, unless the environment names a number. Set before the workers start, so
+    that NumPy's OpenBLAS reads it when it loads; without it, each worker's pools would spin for every core."""
+    workers = config.getoption("numprocesses", None)
+    if workers and not hasattr(config, "workerinput"):
+        for name, value in thread_environment(workers).items():
+            os.environ.setdefault(name, value)
 
 
 def pytest_collection_modifyitems(config, items):
