@@ -409,6 +409,40 @@ def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_it
     eventually(lambda: not any(alive(pid) for pid in helpers), seconds=5)
 
 
+# As SPAWNING, but only the first worker's init() returns; the other's raises when the server stops it (SIGTERM),
+# so that this worker fails to boot while gunicorn stops, which ends gunicorn's stop with an exception.
+SPAWNING_THEN_FAILING = """
+import signal, subprocess, sys, time
+def init():
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    with open("helpers.txt", "a") as pids:
+        pids.write(f"{helper.pid}\\n")
+    try:
+        open("booted", "x").close()
+    except FileExistsError:
+        def stopped(signum, frame):
+            raise RuntimeError("stopped while booting")
+        signal.signal(signal.SIGTERM, stopped)
+        time.sleep(600)
+def run(data):
+    return "ok"
+"""
+
+
+def test_a_worker_that_fails_to_boot_as_the_server_stops_does_not_leave_what_init_started(env, own_source):
+    (own_source / "spawning.py").write_text(SPAWNING_THEN_FAILING)
+    config = inference_config(env, "spawning.py", own_source)
+    service = Model.deploy(env["workspace"], "failing-as-it-stops", [env["model"]], config, OPEN)
+    service.wait_for_deployment()
+    folder = backend_of(service).service("failing-as-it-stops")
+    eventually(lambda: len((folder.app / "helpers.txt").read_text().split()) == 2)  # both workers in init()
+    helpers = [int(pid) for pid in (folder.app / "helpers.txt").read_text().split()]
+    server = json.loads(folder.server.read_text())["pid"]
+    shutil.rmtree(folder.path)
+    eventually(lambda: not alive(server))
+    eventually(lambda: not any(alive(pid) for pid in helpers), seconds=5)
+
+
 def test_delete_stops_the_workers_of_a_server_whose_master_was_killed(env):
     service = Model.deploy(env["workspace"], "orphans", [env["model"]], inference_config(env), OPEN)
     service.wait_for_deployment()

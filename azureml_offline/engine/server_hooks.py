@@ -13,6 +13,7 @@ service needs around it, and change nothing in the app itself:
 The deploying process passes the files through environment variables (server.start).
 """
 
+import atexit
 import contextlib
 import json
 import os
@@ -84,13 +85,18 @@ worker_class = ThreadWorker
 def on_starting(server):
     server.cfg.set("bind", [f"127.0.0.1:{os.environ['SERVER_PORT']}"])
     processes.become_subreaper()  # what a worker starts stays below the master when the worker exits
+    # At the master's exit, not in gunicorn's on_exit hook, which a worker failing to boot while gunicorn stops
+    # skips (its stop raises).
+    atexit.register(stop_what_is_left, os.getpid(), server.cfg.graceful_timeout)
 
 
-def on_exit(server):
-    # What init() or run() started and left running (in a session of its own, say) became this master's children,
-    # its subreaper's, when their worker exited: they end with the server when it stops (delete(), its folder
-    # gone, a worker that failed to boot). A master that is killed runs no hook: delete() stops them then.
-    processes.stop_group(lambda: processes.descendants(os.getpid()), server.cfg.graceful_timeout)
+def stop_what_is_left(master, grace_seconds):
+    """What init() or run() started and left running (in a session of its own, say) became the master's children,
+    its subreaper's, when their worker exited: they end with the server, however it stops (delete(), its folder
+    gone, a worker that failed to boot). The workers, forked from the master, inherit this and do nothing. A
+    master that is killed runs nothing: delete() stops them then."""
+    if os.getpid() == master:
+        processes.stop_group(lambda: processes.descendants(master), grace_seconds)
 
 
 def when_ready(server):
