@@ -374,7 +374,7 @@ def test_deploying_a_model_whose_files_are_gone_says_which_and_leaves_no_service
 
 # A scoring script whose init() starts a helper in a session of its own, out of the server's process group.
 SPAWNING = """
-import subprocess, sys
+import signal, subprocess, sys, time
 def init():
     helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
     with open("helpers.txt", "a") as pids:
@@ -395,50 +395,35 @@ def test_delete_stops_what_init_started_in_a_session_of_its_own(env, own_source)
     eventually(lambda: not any(alive(pid) for pid in helpers))
 
 
-def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_its_own(env, own_source):
-    (own_source / "spawning.py").write_text(SPAWNING)
-    config = inference_config(env, "spawning.py", own_source)
-    service = Model.deploy(env["workspace"], "spawning-alone", [env["model"]], config, OPEN)
-    service.wait_for_deployment()
-    folder = backend_of(service).service("spawning-alone")
-    helpers = [int(pid) for pid in (folder.app / "helpers.txt").read_text().split()]
-    assert helpers and all(alive(pid) for pid in helpers)
-    server = json.loads(folder.server.read_text())["pid"]
-    shutil.rmtree(folder.path)  # the service's folder is gone: its server stops by itself, and all it started
-    eventually(lambda: not alive(server))
-    eventually(lambda: not any(alive(pid) for pid in helpers), seconds=5)
-
-
-# As SPAWNING, but only the first worker's init() returns; the other's raises when the server stops it (SIGTERM),
-# so that this worker fails to boot while gunicorn stops, which ends gunicorn's stop with an exception.
-SPAWNING_THEN_FAILING = """
-import signal, subprocess, sys, time
-def init():
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
-    with open("helpers.txt", "a") as pids:
-        pids.write(f"{helper.pid}\\n")
-    try:
+# As SPAWNING, but only the first worker's init() returns; the other's raises when the server stops it (SIGTERM):
+# that worker fails to boot while gunicorn stops, which ends gunicorn's stop with an exception.
+SPAWNING_THEN_FAILING = SPAWNING.replace(
+    "def run(data):",
+    """    try:
         open("booted", "x").close()
     except FileExistsError:
         def stopped(signum, frame):
             raise RuntimeError("stopped while booting")
         signal.signal(signal.SIGTERM, stopped)
         time.sleep(600)
-def run(data):
-    return "ok"
-"""
+def run(data):""",
+)
 
 
-def test_a_worker_that_fails_to_boot_as_the_server_stops_does_not_leave_what_init_started(env, own_source):
-    (own_source / "spawning.py").write_text(SPAWNING_THEN_FAILING)
-    config = inference_config(env, "spawning.py", own_source)
-    service = Model.deploy(env["workspace"], "failing-as-it-stops", [env["model"]], config, OPEN)
+@pytest.mark.parametrize("script", [SPAWNING, SPAWNING_THEN_FAILING], ids=["booted", "failing-as-it-stops"])
+def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_its_own(env, own_source, script):
+    (own_source / "spawning.py").write_text(script)
+    name = "spawning-" + ("booted" if script == SPAWNING else "failing")
+    service = Model.deploy(
+        env["workspace"], name, [env["model"]], inference_config(env, "spawning.py", own_source), OPEN
+    )
     service.wait_for_deployment()
-    folder = backend_of(service).service("failing-as-it-stops")
+    folder = backend_of(service).service(name)
     eventually(lambda: len((folder.app / "helpers.txt").read_text().split()) == 2)  # both workers in init()
     helpers = [int(pid) for pid in (folder.app / "helpers.txt").read_text().split()]
+    assert all(alive(pid) for pid in helpers)
     server = json.loads(folder.server.read_text())["pid"]
-    shutil.rmtree(folder.path)
+    shutil.rmtree(folder.path)  # the service's folder is gone: its server stops by itself, and all it started
     eventually(lambda: not alive(server))
     eventually(lambda: not any(alive(pid) for pid in helpers), seconds=5)
 
