@@ -410,13 +410,15 @@ def run(data):""",
 )
 
 
-@pytest.mark.parametrize("script", [SPAWNING, SPAWNING_THEN_FAILING], ids=["booted", "failing-as-it-stops"])
-def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_its_own(env, own_source, script):
+@pytest.mark.parametrize(
+    "name, script",
+    [("spawning-booted", SPAWNING), ("spawning-failing", SPAWNING_THEN_FAILING)],
+    ids=["booted", "failing"],
+)
+def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_its_own(env, own_source, name, script):
     (own_source / "spawning.py").write_text(script)
-    name = "spawning-" + ("booted" if script == SPAWNING else "failing")
-    service = Model.deploy(
-        env["workspace"], name, [env["model"]], inference_config(env, "spawning.py", own_source), OPEN
-    )
+    config = inference_config(env, "spawning.py", own_source)
+    service = Model.deploy(env["workspace"], name, [env["model"]], config, OPEN)
     service.wait_for_deployment()
     folder = backend_of(service).service(name)
     eventually(lambda: len((folder.app / "helpers.txt").read_text().split()) == 2)  # both workers in init()
