@@ -20,7 +20,7 @@ from azureml.exceptions import UserErrorException, WebserviceException
 from helpers import REPO, alive, eventually
 
 from azureml_offline.backend import backend_of, copy_app
-from azureml_offline.engine.server import free_port
+from azureml_offline.engine.server import WORKERS, free_port
 from azureml_offline.model import Model
 from azureml_offline.state.files import DamagedRecordWarning
 from azureml_offline.state.layout import WorkspaceFolder
@@ -421,7 +421,7 @@ def test_a_server_that_ends_by_itself_stops_what_init_started_in_a_session_of_it
     service = Model.deploy(env["workspace"], name, [env["model"]], config, OPEN)
     service.wait_for_deployment()
     folder = backend_of(service).service(name)
-    eventually(lambda: len((folder.app / "helpers.txt").read_text().split()) == 2)  # both workers in init()
+    eventually(lambda: len((folder.app / "helpers.txt").read_text().split()) == WORKERS)  # each in init()
     helpers = [int(pid) for pid in (folder.app / "helpers.txt").read_text().split()]
     assert all(alive(pid) for pid in helpers)
     server = json.loads(folder.server.read_text())["pid"]
