@@ -195,8 +195,11 @@ def test_curated_environments_come_back_by_name_and_say_so_once(fresh_workspace,
     assert (type(curated), curated.name) == (Environment, "AzureML-sklearn-0.24-ubuntu18.04-py37-cpu")
     assert capsys.readouterr().out.count("not built") == 1
     assert ScriptRunConfig(".", "train.py", environment=curated).run_config.environment is curated
-    with pytest.raises(UserErrorException, match="reserved"):
-        Environment("AzureML-Mine").register(fresh_workspace)
+    # In any case, as Microsoft's own notebooks name them (train-hyperparameter-tune-deploy-with-sklearn).
+    assert Environment.get(fresh_workspace, "azureml-sklearn-1.5").name == "azureml-sklearn-1.5"
+    for reserved in ("AzureML-Mine", "azureml-mine", "Microsoft-Mine"):
+        with pytest.raises(UserErrorException, match="reserved"):
+            Environment(reserved).register(fresh_workspace)
     with pytest.raises(UserErrorException, match="needs an Azure ML workspace"):
         curated.build(fresh_workspace)
 

@@ -6,7 +6,9 @@ from azureml.exceptions import UserErrorException
 
 from ..state import files
 
-CURATED_PREFIXES = ("AzureML", "Microsoft")  # of curated environments' names (the SDK's Environment docstring)
+# Of curated environments' names (the SDK's Environment docstring), in any case: Microsoft's own notebooks get
+# both "AzureML-TensorFlow-2.3-GPU" and "azureml-sklearn-1.5".
+CURATED_PREFIXES = ("azureml", "microsoft")
 VERSIONING = ("name", "version", "assetId")  # what registering sets in a serialized Environment
 
 
@@ -81,7 +83,7 @@ class EnvironmentRules:
 
 def is_curated(name):
     """Whether an environment name is a curated environment's: the SDK reserves these prefixes for them."""
-    return name.startswith(CURATED_PREFIXES)
+    return name.casefold().startswith(CURATED_PREFIXES)
 
 
 def environment_definition(name, version, record):
