@@ -26,9 +26,9 @@ from azureml.core.run import Run as SdkRun
 from azureml.exceptions import (
     ActivityFailedException,
     ExperimentExecutionException,
+    ModelPathNotFoundException,
     SnapshotException,
     UserErrorException,
-    WebserviceException,
 )
 
 from . import metrics, model
@@ -523,12 +523,14 @@ class Run:
         description=None,
     ):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
+        # As the SDK's RunHistoryFacade.register_model: model_name is the path if none is given, and the path is
+        # normalised ('./outputs/model.pkl' is 'outputs/model.pkl').
+        model_path = os.path.normpath(model_name if model_path is None else model_path).replace(os.sep, "/")
         names = self.get_file_names()
-        if not isinstance(model_path, str) or (
-            model_path not in names and not any(name.startswith(model_path.rstrip("/") + "/") for name in names)
-        ):
-            raise WebserviceException(
-                f'Error, provided model path "{model_path}" cannot be found among the run\'s files: {names}'
+        if model_path not in names and not any(name.startswith(model_path + "/") for name in names):
+            raise ModelPathNotFoundException(
+                f"Could not locate the provided model_path {model_path} in the set of files uploaded to the run: "
+                f"{names}\nSee https://aka.ms/run-logging for more details."
             )
         return model.register_version(
             self._experiment.workspace,

@@ -16,6 +16,7 @@ from azureml.exceptions import (
     ActivityFailedException,
     AzureMLException,
     ComputeTargetException,
+    ModelPathNotFoundException,
     SnapshotException,
     UserErrorException,
     WebserviceException,
@@ -62,7 +63,7 @@ def finished(tmp_path_factory):
         (lambda ws, run: Model.register(ws, None, "m"), WebserviceException),
         (lambda ws, run: Model.register(ws, __file__, "m", tags=["a"]), WebserviceException),
         (lambda ws, run: Model.get_model_path("m", version="1", _workspace=ws), WebserviceException),
-        (lambda ws, run: run.register_model("m", None), WebserviceException),
+        (lambda ws, run: run.register_model("m", None), ModelPathNotFoundException),  # the name is the path
         (lambda ws, run: run.register_model(None, "outputs/model.txt"), WebserviceException),
         (lambda ws, run: run.download_file(None), UserErrorException),
         (lambda ws, run: run.download_file("outputs/model.txt", __file__ + "/under-a-file"), UserErrorException),

@@ -10,7 +10,13 @@ import threading
 
 import pytest
 from azureml.core.compute import AmlCompute
-from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException, WebserviceException
+from azureml.exceptions import (
+    ActivityFailedException,
+    ComputeTargetException,
+    ModelPathNotFoundException,
+    UserErrorException,
+    WebserviceException,
+)
 from helpers import alive, eventually, script_config, started_script
 
 from azureml_offline import compute
@@ -139,10 +145,13 @@ def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
     assert Model(workspace, id="mnist:2").download(str(tmp_path / "d")) == str(tmp_path / "d" / "outputs")
     assert [m.id for m in Model.list(workspace) if m.name == "mnist"] == ["mnist:2", "mnist:1"]
     assert [m.id for m in Model.list(workspace, "mnist", latest=True)] == ["mnist:2"]
-    with pytest.raises(WebserviceException):
+    with pytest.raises(ModelPathNotFoundException, match="outputs/missing.npz"):  # the SDK's, not a Webservice one
         finished_run.register_model(model_name="mnist", model_path="outputs/missing.npz")
     with pytest.raises(WebserviceException):
         Model(workspace, "mnist", version=3)
+    # The path normalised, as the SDK does: Microsoft's train-on-local notebook passes './outputs/ridge_0.40.pkl'.
+    third = finished_run.register_model(model_name="mnist", model_path="./outputs//model.npz")
+    assert (third.version, third.download(str(tmp_path / "3"))) == (3, str(tmp_path / "3" / "model.npz"))
 
 
 def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path):
