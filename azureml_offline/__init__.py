@@ -5,8 +5,8 @@
 
 Like moto for AWS, the stand-ins keep the SDK's names and behaviour and are switched on explicitly,
 and off again: activate() / deactivate(), or `with azureml_offline.activate(): ...`. Both calls also
-choose this process's OpenBLAS kernel while NumPy is not loaded yet (engine/openblas.py). Environment is the
-SDK's own class with its workspace calls offline (environment.py). Everything else (ScriptRunConfig, AmlCompute,
+choose this process's OpenBLAS kernel while NumPy is not loaded yet (engine/openblas.py). Environment stays the
+SDK's own class, with its workspace calls offline (environment.py). Everything else (ScriptRunConfig, AmlCompute,
 HyperDriveConfig and its samplings and policies, the estimators, the exceptions) stays the real SDK.
 """
 
@@ -24,12 +24,13 @@ STAND_INS = [
     ("azureml.core.experiment", "Experiment", "azureml_offline.experiment", "Experiment"),
     ("azureml.core", "Run", "azureml_offline.run", "Run"),
     ("azureml.core.run", "Run", "azureml_offline.run", "Run"),
-    ("azureml.core", "Environment", "azureml_offline.environment", "Environment"),
     ("azureml.core", "Model", "azureml_offline.model", "Model"),
     ("azureml.core.model", "Model", "azureml_offline.model", "Model"),
     ("azureml.core", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
     ("azureml.core.compute", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
+    ("azureml.core.compute.compute", "ComputeTarget", "azureml_offline.compute", "ComputeTarget"),
     ("azureml.widgets", "RunDetails", "azureml_offline.widgets", "RunDetails"),
+    ("azureml.widgets.run_details", "RunDetails", "azureml_offline.widgets", "RunDetails"),
     ("azureml.core", "Webservice", "azureml_offline.webservice", "Webservice"),
     ("azureml.core.webservice", "Webservice", "azureml_offline.webservice", "Webservice"),
     ("azureml.core.webservice.webservice", "Webservice", "azureml_offline.webservice", "Webservice"),
@@ -40,7 +41,10 @@ STAND_INS = [
     ("azureml.train.hyperdrive", "HyperDriveRun", "azureml_offline.hyperdrive", "HyperDriveRun"),
     ("azureml.train.hyperdrive.run", "HyperDriveRun", "azureml_offline.hyperdrive", "HyperDriveRun"),
 ]
-_replaced = {}  # (module, attribute) -> the real SDK class, while the stand-ins are on
+# SDK classes that keep their place, their workspace calls replaced: (module, class, stand-in module, the class
+# whose public members go onto the SDK's class). See environment.py for why Environment cannot have a stand-in.
+CALLS = [("azureml.core.environment", "Environment", "azureml_offline.environment", "EnvironmentCalls")]
+_replaced = {}  # (module or SDK class, attribute) -> what was there, while the stand-ins are on
 
 
 class _Switch:
@@ -69,17 +73,27 @@ def activate():
     choose_openblas_kernel()
     # Import every stand-in first: they capture the real classes they build on before any is replaced.
     stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
+    calls = [getattr(importlib.import_module(module), name) for _, _, module, name in CALLS]
     for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins, strict=True):
-        module = importlib.import_module(target)
-        _replaced.setdefault((target, attribute), getattr(module, attribute))
-        setattr(module, attribute, stand_in)
+        replace(importlib.import_module(target), attribute, stand_in)
+    for (target, name, _, _), members in zip(CALLS, calls, strict=True):
+        sdk_class = getattr(importlib.import_module(target), name)
+        for attribute, member in vars(members).items():
+            if not attribute.startswith("_"):
+                replace(sdk_class, attribute, member)
     return _Switch()
 
 
+def replace(owner, attribute, stand_in):
+    """Put `stand_in` at owner.attribute, keeping what was there (as stored: a static method stays one)."""
+    _replaced.setdefault((owner, attribute), vars(owner)[attribute])
+    setattr(owner, attribute, stand_in)
+
+
 def deactivate():
-    """Put the real SDK classes back (nothing to do if the stand-ins are off)."""
-    for (target, attribute), real in _replaced.items():
-        setattr(importlib.import_module(target), attribute, real)
+    """Put the real SDK classes and members back (nothing to do if the stand-ins are off)."""
+    for (owner, attribute), real in _replaced.items():
+        setattr(owner, attribute, real)
     _replaced.clear()
 
 

@@ -8,11 +8,10 @@ import logging
 from azureml.core.workspace import Workspace as SdkWorkspace
 from azureml.exceptions import UserErrorException, WebserviceException, WorkspaceException
 
-from . import hyperdrive
+from . import environment, hyperdrive
 from .azure_only import needs_azure
 from .backend import Backend, open_backend
 from .compute import ComputeTarget
-from .environment import Environment
 from .experiment import Experiment
 from .model import Model
 
@@ -86,7 +85,7 @@ class Workspace:
     @property
     def environments(self):
         """Environment name -> its latest registered version."""
-        return Environment.list(self)
+        return environment.registered(self)
 
     def get_run(self, run_id):
         """The run `run_id`, of whichever experiment it is in (a sweep's parent as a HyperDriveRun)."""

@@ -1,6 +1,7 @@
 """Each offline stand-in accepts what the real azureml-core class accepts, under the same names and defaults; the
 classes that users' own code calls everywhere have every public member of the SDK's."""
 
+import importlib
 import inspect
 
 import pytest
@@ -10,6 +11,7 @@ from azureml.core.webservice import AciWebservice, LocalWebservice, Webservice
 from azureml.train.hyperdrive import HyperDriveRun
 from azureml.widgets import RunDetails
 
+import azureml_offline
 from azureml_offline import compute, environment, experiment, hyperdrive, model, run, webservice, widgets, workspace
 
 PAIRS = [
@@ -17,7 +19,7 @@ PAIRS = [
     (experiment.Experiment, Experiment),
     (run.Run, Run),
     (model.Model, Model),
-    (environment.Environment, Environment),
+    (environment.EnvironmentCalls, Environment),  # put on the SDK's own class by the switch
     (compute.ComputeTarget, AmlCompute),  # ComputeTarget(workspace, name) returns an AmlCompute for a cluster
     (widgets.RunDetails, RunDetails),
     (webservice.Webservice, Webservice),
@@ -34,7 +36,6 @@ WHOLE = [
     experiment.Experiment,
     run.Run,
     model.Model,
-    environment.Environment,
     webservice.Webservice,
 ]
 
@@ -74,11 +75,35 @@ def test_members_match_the_sdk(stand_in, real):
         assert positional == [p.name for p in sdk[: len(positional)]], f"{stand_in.__name__}.{name} positions"
 
 
-def test_every_stand_in_is_installed_by_the_switch():
-    from azureml_offline import STAND_INS
+def test_every_environment_call_that_takes_a_workspace_is_offline():
+    """The SDK's Environment stays in place (environment.py): each of its members that takes a workspace is one of
+    the calls the switch replaces, so that none reaches Azure's services."""
+    takes_a_workspace = [
+        name
+        for name in dir(Environment)
+        if not name.startswith("_")
+        and callable(getattr(Environment, name))
+        and "workspace" in inspect.signature(getattr(Environment, name)).parameters
+    ]
+    assert sorted(takes_a_workspace) == sorted(public_members(environment.EnvironmentCalls))
 
-    installed = {(module, name) for _, _, module, name in STAND_INS}
+
+def test_every_stand_in_is_installed_by_the_switch():
+    installed = {(module, name) for _, _, module, name in azureml_offline.STAND_INS + azureml_offline.CALLS}
     assert installed == {(stand_in.__module__, stand_in.__name__) for stand_in, _ in PAIRS}
+
+
+def test_the_switch_covers_every_module_that_a_replaced_class_is_imported_from():
+    """`from azureml.core.compute.compute import ComputeTarget` finds the stand-in as `from azureml.core import
+    ComputeTarget` does: the class's own module and each package above it that exports it. (The classes in CALLS
+    keep their place, whatever imports them.)"""
+    places = {(module, name) for module, name, _, _ in azureml_offline.STAND_INS}
+    for module, name in sorted(places):
+        real = getattr(importlib.import_module(module), name)
+        parts = real.__module__.split(".")
+        for package in (".".join(parts[:end]) for end in range(2, len(parts) + 1)):
+            if getattr(importlib.import_module(package), name, None) is real:
+                assert (package, name) in places, f"from {package} import {name} is not switched"
 
 
 # What the notebook and the classic (2019) tutorial call, and the SDK parameters that the stand-in does not take:

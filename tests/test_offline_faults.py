@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from azureml.core import ScriptRunConfig
 from azureml.core.compute import AmlCompute
+from azureml.core.environment import Environment
 from azureml.exceptions import (
     ActivityFailedException,
     AzureMLException,
@@ -23,10 +24,10 @@ from azureml.exceptions import (
 )
 from helpers import alive, eventually, script_config, started_script
 
+import azureml_offline
 from azureml_offline.backend import backend_of
 from azureml_offline.backend import runs as run_rules
 from azureml_offline.compute import ComputeTarget
-from azureml_offline.environment import Environment
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.run import Run
@@ -218,8 +219,9 @@ def test_damaged_tags_model_and_compute_files_stay_with_their_entry(fresh_worksp
     with pytest.warns(DamagedRecordWarning, match="cpu.json"):
         assert list(fresh_workspace.compute_targets) == ["gpu"]
 
-    for name in ("env-a", "env-b"):
-        Environment(name).register(fresh_workspace)
+    with azureml_offline.activate():  # the SDK's Environment, with its workspace calls offline
+        for name in ("env-a", "env-b"):
+            Environment(name).register(fresh_workspace)
     (backend_of(fresh_workspace).root / "environments" / "env-a" / "1.json").write_text("{")
     with pytest.warns(DamagedRecordWarning, match="1.json"):
         assert list(fresh_workspace.environments) == ["env-b"]
@@ -520,13 +522,15 @@ READ_ONLY = """
 import json, sys
 from azureml.core import ScriptRunConfig
 from azureml.core.compute import AmlCompute
+from azureml.core.environment import Environment
 from azureml.exceptions import UserErrorException
+import azureml_offline
 from azureml_offline.compute import ComputeTarget
-from azureml_offline.environment import Environment
 from azureml_offline.experiment import Experiment
 from azureml_offline.model import Model
 from azureml_offline.workspace import Workspace
 
+azureml_offline.activate()
 ws = Workspace.from_config()
 experiment = ws.experiments["exp"]
 run = next(experiment.get_runs())

@@ -7,11 +7,11 @@ import threading
 
 import pytest
 from azureml.core import ScriptRunConfig
+from azureml.core.environment import Environment, EnvironmentReference
 from azureml.exceptions import UserErrorException, WebserviceException, WorkspaceException
 
 import azureml_offline
 from azureml_offline.backend import backend_of
-from azureml_offline.environment import Environment
 from azureml_offline.hyperdrive import HyperDriveRun
 from azureml_offline.model import Model
 from azureml_offline.run import Run
@@ -153,7 +153,13 @@ def test_what_needs_azure_says_so(models):
     assert not os.path.exists(".azureml/config.json")
 
 
-# Environments
+# Environments: the SDK's own class, whose workspace calls the switch makes offline
+
+
+@pytest.fixture
+def switched_on():
+    with azureml_offline.activate():
+        yield
 
 
 @pytest.fixture
@@ -163,7 +169,7 @@ def conda_file(tmp_path):
     return str(path)
 
 
-def test_environments_get_a_new_version_only_when_changed(fresh_workspace, conda_file):
+def test_environments_get_a_new_version_only_when_changed(fresh_workspace, conda_file, switched_on):
     env = Environment.from_conda_specification("train", conda_file)
     assert type(env) is Environment
     assert env.register(fresh_workspace).version == "1"
@@ -189,7 +195,7 @@ def test_environments_get_a_new_version_only_when_changed(fresh_workspace, conda
         Environment.get(fresh_workspace, "absent")
 
 
-def test_curated_environments_come_back_by_name_and_say_so_once(fresh_workspace, capsys):
+def test_curated_environments_come_back_by_name_and_say_so_once(fresh_workspace, capsys, switched_on):
     curated = Environment.get(fresh_workspace, "AzureML-sklearn-0.24-ubuntu18.04-py37-cpu")
     Environment.get(fresh_workspace, "AzureML-sklearn-0.24-ubuntu18.04-py37-cpu")
     assert (type(curated), curated.name) == (Environment, "AzureML-sklearn-0.24-ubuntu18.04-py37-cpu")
@@ -204,14 +210,22 @@ def test_curated_environments_come_back_by_name_and_say_so_once(fresh_workspace,
         curated.build(fresh_workspace)
 
 
-def test_the_switch_puts_the_stand_in_where_azureml_core_finds_it(conda_file):
+def test_every_environment_works_offline_however_it_was_imported_or_made(fresh_workspace, conda_file):
+    """As Microsoft's image-classification tutorial (part 2) imports it, from azureml.core.environment."""
+    made_before = Environment.from_conda_specification("before", conda_file)
+    real_register = Environment.register
     with azureml_offline.activate():
-        from azureml.core import Environment as Switched
+        from azureml.core import Environment as FromCore
 
-        env = Switched.from_conda_specification("train", conda_file)
+        env = Environment.from_conda_specification("train", conda_file)
         config = ScriptRunConfig(".", "train.py", environment=env)  # its RunConfiguration builds the SDK's own
-    assert Switched is Environment and type(env) is Environment and type(env.clone("copy")) is Environment
-    assert config.run_config.environment is env
+        assert FromCore is Environment and config.run_config.environment is env
+        assert env.register(fresh_workspace).version == "1"
+        assert made_before.register(fresh_workspace).version == "1"
+        assert EnvironmentReference("train", "1").get_environment(fresh_workspace).name == "train"
+        assert env.clone("copy").register(fresh_workspace).name == "copy"
+        assert sorted(fresh_workspace.environments) == ["before", "copy", "train"]
+    assert Environment.register is real_register  # switched off: the SDK's own calls again
 
 
 # The workspace
