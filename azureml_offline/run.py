@@ -34,6 +34,7 @@ from azureml.exceptions import (
 from . import metrics, model
 from .azure_only import needs_azure
 from .backend import SNAPSHOT_ID, backend_of
+from .environment import from_definition
 from .state import files
 from .state.layout import TERMINAL_STATES, metric_values  # noqa: F401 (metric_values: importable from here)
 
@@ -282,11 +283,13 @@ class Run:
         return written
 
     def get_environment(self):
-        """The Environment the run was submitted with (by its name; offline it was not built)."""
+        """The Environment the run was submitted with (offline it was not built)."""
         environment = self.get_details()["runDefinition"].get("environment")
         if not environment:
             raise UserErrorException("There is no run definition or environment specified for the run.")
-        return azureml.core.Environment(environment)  # looked up now: the offline stand-in while one is active
+        if isinstance(environment, str):  # recorded by an earlier version of this package: the name alone
+            return azureml.core.Environment(environment)
+        return from_definition(environment)
 
     def start(self):
         """Mark the run started: offline an interactive run is Running from its creation and a submitted run's

@@ -141,11 +141,14 @@ sys.exit(args.exit)
 """.replace("THREADS", repr((*THREAD_VARIABLES, "OPENBLAS_CORETYPE")))
 
 
-def sweep_config(tmp_path, space, sampling=GridParameterSampling, target="cpu-cluster", arguments=(), **settings):
+def sweep_config(
+    tmp_path, space, sampling=GridParameterSampling, target="cpu-cluster", arguments=(), variables=None, **settings
+):
     (tmp_path / "src").mkdir(exist_ok=True)
     (tmp_path / "src" / "train.py").write_text(STAND_IN)
     src = ScriptRunConfig(str(tmp_path / "src"), "train.py", arguments=list(arguments))
     src.run_config.target = target
+    src.run_config.environment_variables = variables or {}
     settings = {
         "primary_metric_name": "Accuracy",
         "primary_metric_goal": PrimaryMetricGoal.MAXIMIZE,

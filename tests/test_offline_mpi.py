@@ -90,6 +90,17 @@ def test_a_plain_mpi4py_script_runs_in_two_ranks_with_their_logs_and_outputs(fre
     assert "Streaming logs/std_log_process_0.txt" in out and "rank 0 of 2" in out and "rank 1 of 2" not in out
 
 
+def test_the_run_configuration_s_variables_reach_every_rank_and_win_over_its_share_of_the_cores(
+    fresh_workspace, tmp_path
+):
+    config = script_config(tmp_path / "src", PLAIN_MPI4PY, distributed_job_config=mpi_job(2))
+    config.run_config.environment_variables = {"OMP_NUM_THREADS": "3"}
+    run = Experiment(fresh_workspace, "mpi").submit(config)
+    run.wait_for_completion()
+    logs = run.get_details_with_logs()["logFiles"]
+    assert [logs[f"logs/std_log_process_{rank}.txt"][-10:] for rank in (0, 1)] == ["threads 3\n"] * 2
+
+
 def test_a_failing_rank_fails_the_run_and_stops_the_rank_waiting_for_it(fresh_workspace, tmp_path):
     run, ranks = submit_stuck(fresh_workspace, tmp_path, "fail")
     with pytest.raises(ActivityFailedException, match="rank 1: ValueError: rank 1 breaks"):

@@ -100,6 +100,20 @@ def test_a_classic_script_runs_unchanged(finished_run, capsys):
     assert finished_run.get_tags() == {"kind": "test", "from-script": "yes"}
 
 
+def test_the_environment_s_and_the_run_configuration_s_variables_reach_the_script(workspace, tmp_path, capsys):
+    """As the job sets them on Azure: the environment's, then the run configuration's (which win); and the run
+    keeps the environment it was submitted with, as Azure's runDefinition does."""
+    names = ["FROM_ENVIRONMENT", "SHARED", "FROM_RUN_CONFIG", "OMP_NUM_THREADS"]
+    config = script_config(tmp_path, f"import os\nprint([os.environ[name] for name in {names}])\n")
+    config.run_config.environment.environment_variables = {"FROM_ENVIRONMENT": "e", "SHARED": "environment"}
+    config.run_config.environment.docker.base_image = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
+    config.run_config.environment_variables = {"FROM_RUN_CONFIG": "r", "SHARED": "run config", "OMP_NUM_THREADS": 3}
+    run = Experiment(workspace, "variables").submit(config)
+    assert run.wait_for_completion(show_output=True)["runDefinition"]["environment"]["name"] == "test-env"
+    assert "['e', 'run config', 'r', '3']" in capsys.readouterr().out
+    assert run.get_environment().docker.base_image == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
+
+
 def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, monkeypatch):
     source = tmp_path / "src"
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline

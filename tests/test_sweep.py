@@ -83,6 +83,14 @@ def test_children_run_their_hyperparameters_never_more_than_max_concurrent_runs_
     assert isinstance(next(r for r in experiment.get_runs() if r.id == run.id), HyperDriveRun)
 
 
+def test_a_child_gets_the_run_configuration_s_variables_which_win_over_its_share_of_the_cores(experiment, tmp_path):
+    config = sweep_config(tmp_path, {"--values": choice("0.5")}, variables={"MKL_NUM_THREADS": "5"}, max_total_runs=1)
+    run = experiment.submit(config)
+    run.wait_for_completion()
+    child = next(iter(run.get_children()))
+    assert "MKL_NUM_THREADS=5 " in child.get_details_with_logs()["logFiles"]["logs/std_log.txt"]
+
+
 def bandit_sweep(experiment, tmp_path, first, second):
     """A sweep of two children that log `first` and `second` (--values), one at a time so that the first's values
     are all known when the second is judged, under a Bandit policy (slack factor 0.1, every interval); it has ended."""

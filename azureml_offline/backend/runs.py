@@ -15,6 +15,7 @@ from azureml._restclient import models as rest_models
 from azureml._restclient.exceptions import ServiceException
 from azureml._restclient.models.error_response import ErrorResponseException
 from azureml._run_impl.run_history_facade import PropertyKeys
+from azureml.core.environment import Environment
 from azureml.exceptions import SnapshotException, UserErrorException
 from msrest import Deserializer
 
@@ -57,11 +58,13 @@ def distribution(run_config):
 
 def run_definition(config, arguments=(), distributed=True):
     """The runDefinition recorded for ScriptRunConfig `config`: its script, its arguments and then `arguments`
-    (strings, as Azure passes them), its environment's name, and (if `distributed`) its MPI job."""
+    (strings, as Azure passes them), its environment as the SDK serializes it, the run configuration's environment
+    variables, and (if `distributed`) its MPI job."""
     return {
         "script": config.script,
         "arguments": [str(argument) for argument in [*(config.arguments or []), *arguments]],
-        "environment": config.run_config.environment.name,
+        "environment": Environment._serialize_to_dict(config.run_config.environment),
+        "environmentVariables": dict(config.run_config.environment_variables or {}),
         **(distribution(config.run_config) if distributed else {}),
     }
 

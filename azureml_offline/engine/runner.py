@@ -40,13 +40,18 @@ def start_script(run):
     """Start the script in the snapshot, in its own process group, with its output in the run's log:
     for an MPI job, under mpiexec, each rank writing its own log and mpiexec the MPI log."""
     submitted = run.definition()["runDefinition"]
-    env = processes.child_environment(**{RUN_DIR_VARIABLE: str(run.path), "PYTHONUNBUFFERED": "1"})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT_PATH), os.environ.get("PYTHONPATH")]))
+    env = processes.child_environment(PYTHONUNBUFFERED="1")
     command = [sys.executable, submitted["script"], *submitted["arguments"]]
     log = run.log()
     processes_count = run.process_count()
     if processes_count is not None:
         env, log = mpi.environment(env, processes_count), run.mpi_log
+    # The variables the job sets on Azure, the run configuration's last; then what binds Run.get_context() here.
+    variables = {**(submitted["environment"]["environmentVariables"] or {}), **submitted["environmentVariables"]}
+    env.update({str(name): str(value) for name, value in variables.items()})
+    env[RUN_DIR_VARIABLE] = str(run.path)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT_PATH), env.get("PYTHONPATH")]))
+    if processes_count is not None:
         command = mpi.command(
             mpi.find_mpiexec(),
             processes_count,

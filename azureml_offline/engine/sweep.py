@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from azureml.core.environment import Environment
 from azureml.core.script_run_config import ScriptRunConfig
 
 from ..backend import open_run_folder
@@ -135,7 +136,8 @@ class Sweep:
             arguments=self.template["arguments"],
         )
         config.run_config.target = self.parent.definition()["target"]
-        config.run_config.environment.name = self.template["environment"]
+        config.run_config.environment = Environment._deserialize_and_add_to_object(self.template["environment"])
+        config.run_config.environment_variables = self.template["environmentVariables"]
         # The parent's tags hold each child's hyperparameters, which get_hyperparameters() reads, as on Azure.
         self.parent.append_tag(run_id, json.dumps(parameters))
         folder = self.backend.submit_run(
