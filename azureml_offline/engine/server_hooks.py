@@ -33,7 +33,7 @@ SERVICE_ID = os.environ["AZUREML_OFFLINE_SERVICE_ID"]  # ... or holding another 
 KEYS = os.environ["AZUREML_OFFLINE_SERVICE_KEYS"]
 READY = os.environ["AZUREML_OFFLINE_SERVICE_READY"]
 MAX_BODY_BYTES = int(os.environ["AZUREML_OFFLINE_SERVICE_MAX_BODY"])
-DRAIN_LIMIT_BYTES = 64 << 20  # a rejected body is read (and dropped) up to this size before answering
+DRAIN_LIMIT_BYTES = MAX_BODY_BYTES + (28 << 20)  # a rejected body is read (and dropped) up to this size first
 WATCH_SECONDS = 1.0
 
 control_socket_disable = True  # gunicorn 24+ would share one control socket in ~/.gunicorn between services
