@@ -13,6 +13,7 @@ import time
 
 import requests
 from azureml._model_management._util import webservice_name_validation
+from azureml.core.model import InferenceConfig
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
 from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
@@ -295,11 +296,22 @@ class Webservice:
         self.state = "Deleting"
 
     def _update(
-        self, tags=None, properties=None, description=None, auth_enabled=None, models=None, inference_config=None
+        self,
+        tags=None,
+        properties=None,
+        description=None,
+        auth_enabled=None,
+        models=None,
+        inference_config=None,
+        configuration=None,
+        copy_again=False,
     ):
-        """Apply an update; new models or a new inference config restart the server (wait_for_deployment)."""
+        """Apply an update; new models, a new inference config, a new configuration or the app copied again
+        restart the server (wait_for_deployment)."""
         self._session.close()  # as in delete(): the old server stops at once
-        self._backend.update_service(self.name, tags, properties, description, auth_enabled, models, inference_config)
+        self._backend.update_service(
+            self.name, tags, properties, description, auth_enabled, models, inference_config, configuration, copy_again
+        )
         self._initialize(self.workspace, self._backend.service_definition(self.name))
 
     def __repr__(self):
@@ -422,6 +434,8 @@ class LocalWebservice(Webservice):
         raise NotImplementedError("Keys are not supported for a LocalWebservice")
 
     def run(self, input_data):
+        if self.state == "deploying":  # as the SDK's: after deploy, update() or reload() without wait=True
+            self.wait_for_deployment()
         response = self._post(input_data)
         if response.status_code == 200:
             return response.json()
@@ -430,11 +444,39 @@ class LocalWebservice(Webservice):
         )
 
     def update(self, models=None, image_config=None, deployment_config=None, wait=False, inference_config=None):
-        if image_config is not None or deployment_config is not None:
-            raise WebserviceException("Offline, a local service is updated with models and inference_config only")
-        self._update(models=models, inference_config=inference_config)
+        """As the SDK's: what is None stays, and the service restarts with its app copied again from where it
+        came from (the SDK rebuilds its image from the same files); a deployment_config's port is the new one."""
+        if image_config is not None:
+            raise WebserviceException("Offline, a local service is updated with an InferenceConfig, not an image")
+        if deployment_config is not None and not isinstance(deployment_config, LocalWebserviceDeploymentConfiguration):
+            raise WebserviceException(
+                "Error, provided deployment configuration must be of type LocalWebserviceDeploymentConfiguration "
+                "in order to update a local service."
+            )
+        if inference_config is not None and not isinstance(inference_config, InferenceConfig):
+            raise WebserviceException(
+                "Error, provided inference configuration must be of type InferenceConfig in order to update a "
+                "local service."
+            )
+        self._update(
+            models=models,
+            inference_config=inference_config,
+            configuration={"port": deployment_config.port} if deployment_config is not None else None,
+            copy_again=True,
+        )
         if wait:
             self.wait_for_deployment()
+
+    def reload(self, wait=False):
+        """Copy the entry script (or its source directory) again and restart the service; models and port stay."""
+        self.update(wait=wait)
+
+    deploy_to_cloud = needs_azure(
+        SdkLocalWebservice,
+        "deploy_to_cloud",
+        "there is no cloud to deploy to: Model.deploy() with AciWebservice.deploy_configuration() deploys a service",
+        WebserviceException,
+    )
 
     def delete(self, delete_cache=True, delete_image=False, delete_volume=True):
         super().delete()

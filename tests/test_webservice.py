@@ -15,6 +15,7 @@ import chainer.links as L
 import numpy as np
 import pytest
 import requests
+from azureml.core.environment import Environment
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import UserErrorException, WebserviceException
 from helpers import REPO, alive, eventually
@@ -338,13 +339,44 @@ def test_update_turns_auth_off_and_redeploys_another_script_that_finds_the_model
         service.update(ssl_enabled=True)
 
 
+RELOADED = "import os\n\ndef init():\n    pass\n\ndef run(data):\n    return [{answer!r}, os.environ['GREETING']]\n"
+
+
+def test_a_local_service_reloads_and_updates_as_microsoft_s_deploy_to_local_notebook_does(env, tmp_path, monkeypatch):
+    """register-model-deploy-local.ipynb: an entry script beside the notebook (no source directory), edited, then
+    reload(), and run() at once (it waits for the restart, as the SDK's does); update() to another port; the
+    environment's variables set in the server, as in the SDK's container."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "score.py").write_text(RELOADED.format(answer="first"))
+    environment = Environment("local-deploy")
+    environment.environment_variables = {"GREETING": "hello"}
+    config = InferenceConfig(entry_script="score.py", environment=environment)
+    local = Model.deploy(env["workspace"], "reloaded", [env["model"]], config, LocalWebservice.deploy_configuration())
+    local.wait_for_deployment()
+    try:
+        assert local.run("{}") == ["first", "hello"]
+        (tmp_path / "score.py").write_text(RELOADED.format(answer="second"))
+        monkeypatch.chdir(tmp_path.parent)  # copied again from where it was deployed from, not from here
+        local.reload()
+        assert local.run("{}") == ["second", "hello"]
+        port = free_port()
+        local.update(deployment_config=LocalWebservice.deploy_configuration(port=port))
+        assert local.port == port and local.run("{}") == ["second", "hello"]
+        with pytest.raises(WebserviceException, match="LocalWebserviceDeploymentConfiguration"):
+            local.update(deployment_config=OPEN)
+        with pytest.raises(WebserviceException, match="needs an Azure ML workspace"):
+            local.deploy_to_cloud()
+    finally:
+        local.delete()
+
+
 def test_the_app_is_copied_as_a_snapshot_never_with_the_workspace_inside_it(tmp_path):
     (tmp_path / "score.py").write_text("def init():\n    pass\n")
     (tmp_path / "__pycache__").mkdir()
     backend = WorkspaceFolder.open(tmp_path / ".azureml-offline")  # the notebook's folder holds its workspace
     service = backend.service("copied")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path))
-    assert copy_app(service, backend, config) == "score.py"
+    assert copy_app(service, backend, config)["entryScript"] == "score.py"
     assert sorted(p.name for p in service.app.iterdir()) == ["score.py"]
 
 

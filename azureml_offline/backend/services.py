@@ -1,6 +1,7 @@
 """The Backend's web services: deploying (their app, models and keys), updating, reconciling their state with
 their server process, their keys and logs, and deleting them."""
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import requests
 from azureml._model_management._constants import ALL_WEBSERVICE_TYPES
+from azureml.core.model import InferenceConfig
 from azureml.exceptions import SnapshotException, WebserviceException
 
 from ..engine import server
@@ -74,11 +76,11 @@ class ServiceRules:
             "createdTime": files.utc_now(),
             **settings,
             "modelIds": [model.id for model in models],
-            "environment": inference_config.environment.name if inference_config.environment else None,
+            **environment_record(inference_config.environment),
         }
 
         def write(service):
-            definition["entryScript"] = copy_app(service, self.folder, inference_config)
+            definition.update(copy_app(service, self.folder, inference_config))
             copy_models(service, self.folder, definition["modelIds"])
             service.write_keys({"authEnabled": auth, "primaryKey": new_key(), "secondaryKey": new_key()})
             files.write_json(service.definition, definition)
@@ -90,9 +92,20 @@ class ServiceRules:
         server.start(self.folder.service(name))
 
     def update_service(
-        self, name, tags=None, properties=None, description=None, auth_enabled=None, models=None, inference_config=None
+        self,
+        name,
+        tags=None,
+        properties=None,
+        description=None,
+        auth_enabled=None,
+        models=None,
+        inference_config=None,
+        configuration=None,
+        copy_again=False,
     ):
-        """Apply an update; new models or a new inference config restart the server."""
+        """Apply an update; new models, a new inference config, `configuration` (changes to the deployment
+        configuration: cpuCores, memoryGb, port) or `copy_again` (the app copied again from where it came from,
+        as LocalWebservice.reload() and update() do) restart the server."""
         service = self.folder.service(name)
         definition = files.read_json(service.definition)
         if tags is not None:
@@ -103,22 +116,29 @@ class ServiceRules:
             definition["description"] = description
         if auth_enabled is not None:
             service.write_keys(dict(files.read_json(service.keys), authEnabled=bool(auth_enabled)))
-        if models is None and inference_config is None:
+        if models is None and inference_config is None and configuration is None and not copy_again:
             files.write_json(service.definition, definition)
             return
         if models is not None:
             definition["modelIds"] = [model.id for model in models]
+        definition["configuration"].update(configuration or {})
+        app = inference_config
+        if inference_config is not None:
+            definition.update(environment_record(inference_config.environment))
+        elif copy_again:
+            app = app_source(name, definition)
         # The new app (or models) is copied whole beside the old one first: a copy that fails leaves the old
         # server serving.
         with tempfile.TemporaryDirectory(dir=service.path, prefix=".update-") as staging:
             staged = ServiceFolder(staging)
-            if inference_config is not None:
-                definition["entryScript"] = copy_app(staged, self.folder, inference_config)
+            if app is not None:
+                definition.update(copy_app(staged, self.folder, app))
             copy_models(staged, self.folder, definition["modelIds"])
             server.stop(files.read_json(service.server))
             for stale in (service.ready, service.server):
                 stale.unlink(missing_ok=True)
-            new, old = (staged.app, service.app) if inference_config is not None else (staged.models, service.models)
+            # The models are in the app folder: a new app brings them, else they alone are replaced.
+            new, old = (staged.app, service.app) if app is not None else (staged.models, service.models)
             shutil.rmtree(old)
             new.rename(old)
             staged.init_log.replace(service.init_log)
@@ -196,21 +216,47 @@ def name_taken(name):
 
 def copy_app(service, folder, inference_config):
     """Copy the source directory (as a run's snapshot, never the workspace itself) or, without one, the entry
-    script into the app folder of ServiceFolder `service` of WorkspaceFolder `folder`; return the entry script's
-    path there."""
-    entry_script = Path(inference_config.entry_script)
-    if inference_config.source_directory:
+    script into the app folder of ServiceFolder `service` of WorkspaceFolder `folder`. Returns what the service's
+    definition records of it: the entry script's path there, and where it came from, in absolute paths, so that
+    it can be copied again from any folder (app_source)."""
+    entry_script, directory = Path(inference_config.entry_script), inference_config.source_directory
+    if directory:
         try:
-            folder.copy_source(inference_config.source_directory, service.app)
+            folder.copy_source(directory, service.app)
         except SnapshotException as e:  # a folder the SDK would not snapshot: its message names the file
             raise WebserviceException(e.message) from None
         except OSError as e:
-            raise WebserviceException(uncopyable(inference_config.source_directory, e)) from None
+            raise WebserviceException(uncopyable(directory, e)) from None
     else:
         service.app.mkdir()
         shutil.copy(entry_script, service.app)
-        entry_script = Path(entry_script.name)
-    return entry_script.as_posix()
+    return {
+        "entryScript": (entry_script if directory else Path(entry_script.name)).as_posix(),
+        "source": {
+            "entryScript": entry_script.as_posix() if directory else os.path.abspath(entry_script),
+            "sourceDirectory": os.path.abspath(directory) if directory else None,
+        },
+    }
+
+
+def app_source(name, definition):
+    """The InferenceConfig of where service `name` (its `definition`) was copied from; the SDK's own checks say
+    if its files are gone."""
+    source = definition.get("source")
+    if source is None:
+        raise WebserviceException(
+            f"Service {name} was deployed by an earlier version of the offline workspace, which did not record "
+            "where its app came from: update(inference_config=...) copies it again"
+        )
+    return InferenceConfig(entry_script=source["entryScript"], source_directory=source["sourceDirectory"])
+
+
+def environment_record(environment):
+    """What a service's definition records of its environment: the name, and the variables the server gets."""
+    return {
+        "environment": environment.name if environment else None,
+        "environmentVariables": dict(environment.environment_variables or {}) if environment else {},
+    }
 
 
 def uncopyable(source, error):

@@ -35,7 +35,11 @@ def start(service):
     port = definition["configuration"]["port"] or free_port()
     models = definition["modelIds"]
     model_dir = service.models / models[0].replace(":", "/") if len(models) == 1 else service.models
+    # The environment's variables, as Azure sets them in the container (a service deployed by an earlier version
+    # of the offline workspace has none recorded); the server's own settings below win.
+    variables = {name: str(value) for name, value in definition.get("environmentVariables", {}).items()}
     env = processes.child_environment(
+        {**os.environ, **variables},
         AML_APP_ROOT=str(service.app),
         SERVICE_NAME=definition["name"],
         PYTHONUNBUFFERED="1",
