@@ -8,6 +8,7 @@ updates, reconciles (the state is read from the server, never stored) and delete
 """
 
 import json
+import posixpath
 import sys
 import time
 
@@ -64,7 +65,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     service = Webservice(workspace, name)
     environment = inference_config.environment
     print(
-        f"Offline service {name}: azmlinfsrv runs {service._definition['entryScript']} in this Python on "
+        f"Offline service {name}: azmlinfsrv runs {inference_config.entry_script} in this Python on "
         f"{service._host}" + (f"; environment '{environment.name}' is not built." if environment else ".")
     )
     return service
@@ -212,7 +213,8 @@ class Webservice:
     def _wait(self, show_output, timeout_sec):
         if show_output:
             print(
-                f"Offline: azmlinfsrv starts {self._definition['entryScript']} on this machine; get_logs() shows "
+                f"Offline: azmlinfsrv starts {posixpath.basename(self._definition['entryScript'])} on this machine; "
+                "get_logs() shows "
                 f"its output."
             )
             sys.stdout.write("Running")

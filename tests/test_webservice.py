@@ -370,14 +370,47 @@ def test_a_local_service_reloads_and_updates_as_microsoft_s_deploy_to_local_note
         local.delete()
 
 
+LAID_OUT = """
+import json
+from greeting import greet
+
+def init():
+    global name
+    with open("./source_directory/data.json") as f:
+        name = json.load(f)["name"]
+
+def run(data):
+    return greet(name)
+"""
+
+
+def test_the_source_directory_lands_in_a_folder_of_its_own_name_as_on_azure(env, tmp_path):
+    """What register-model-deploy-local-advanced.ipynb relies on (and the SDK's InferenceConfig sets up for
+    Azure's image): the entry script x/y/score.py reads ./<source directory>/data.json from the app's root, and
+    imports a module at the top of the source directory."""
+    source = tmp_path / "source_directory"
+    (source / "x" / "y").mkdir(parents=True)
+    (source / "data.json").write_text('{"name": "Mrudula"}')
+    (source / "greeting.py").write_text("def greet(name):\n    return 'Hello ' + name\n")
+    (source / "x" / "y" / "score.py").write_text(LAID_OUT)
+    config = InferenceConfig(entry_script="x/y/score.py", source_directory=str(source))
+    service = Model.deploy(env["workspace"], "laid-out", [env["model"]], config, OPEN)
+    service.wait_for_deployment()
+    try:
+        assert service.run("{}") == "Hello Mrudula"
+    finally:
+        service.delete()
+
+
 def test_the_app_is_copied_as_a_snapshot_never_with_the_workspace_inside_it(tmp_path):
     (tmp_path / "score.py").write_text("def init():\n    pass\n")
     (tmp_path / "__pycache__").mkdir()
     backend = WorkspaceFolder.open(tmp_path / ".azureml-offline")  # the notebook's folder holds its workspace
     service = backend.service("copied")
     config = InferenceConfig(entry_script="score.py", source_directory=str(tmp_path))
-    assert copy_app(service, backend, config)["entryScript"] == "score.py"
-    assert sorted(p.name for p in service.app.iterdir()) == ["score.py"]
+    # As Azure lays it out: the source directory as a folder of its own name (AZUREML_SOURCE_DIRECTORY).
+    assert copy_app(service, backend, config)["entryScript"] == f"{tmp_path.name}/score.py"
+    assert sorted(p.name for p in (service.app / tmp_path.name).iterdir()) == ["score.py"]
 
 
 def test_names_are_checked_as_the_sdk_does(service, env):

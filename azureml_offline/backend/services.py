@@ -215,14 +215,17 @@ def name_taken(name):
 
 
 def copy_app(service, folder, inference_config):
-    """Copy the source directory (as a run's snapshot, never the workspace itself) or, without one, the entry
-    script into the app folder of ServiceFolder `service` of WorkspaceFolder `folder`. Returns what the service's
-    definition records of it: the entry script's path there, and where it came from, in absolute paths, so that
-    it can be copied again from any folder (app_source)."""
+    """Copy the app into the app folder of ServiceFolder `service` of WorkspaceFolder `folder` as Azure lays it
+    out (the SDK's InferenceConfig._handle_assets): the source directory as a folder of its own name (copied as a
+    run's snapshot, never with the workspace itself), the entry script in it; or, without one, the entry script.
+    Returns what the service's definition records of it: the entry script's path there, the source directory's
+    folder there (AZUREML_SOURCE_DIRECTORY), and where they came from, in absolute paths, so that they can be
+    copied again from any folder (app_source)."""
     entry_script, directory = Path(inference_config.entry_script), inference_config.source_directory
+    source_folder = os.path.basename(os.path.realpath(directory)) if directory else None
     if directory:
         try:
-            folder.copy_source(directory, service.app)
+            folder.copy_source(directory, service.app / source_folder)
         except SnapshotException as e:  # a folder the SDK would not snapshot: its message names the file
             raise WebserviceException(e.message) from None
         except OSError as e:
@@ -231,7 +234,8 @@ def copy_app(service, folder, inference_config):
         service.app.mkdir()
         shutil.copy(entry_script, service.app)
     return {
-        "entryScript": (entry_script if directory else Path(entry_script.name)).as_posix(),
+        "entryScript": (Path(source_folder, entry_script) if directory else Path(entry_script.name)).as_posix(),
+        "sourceFolder": source_folder,
         "source": {
             "entryScript": entry_script.as_posix() if directory else os.path.abspath(entry_script),
             "sourceDirectory": os.path.abspath(directory) if directory else None,

@@ -38,6 +38,8 @@ def start(service):
     # The environment's variables, as Azure sets them in the container (a service deployed by an earlier version
     # of the offline workspace has none recorded); the server's own settings below win.
     variables = {name: str(value) for name, value in definition.get("environmentVariables", {}).items()}
+    if definition.get("sourceFolder"):  # the source directory's folder in the app: on sys.path, as on Azure
+        variables["AZUREML_SOURCE_DIRECTORY"] = definition["sourceFolder"]
     env = processes.child_environment(
         {**os.environ, **variables},
         AML_APP_ROOT=str(service.app),
