@@ -17,6 +17,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -33,6 +34,7 @@ import numba
 import numpy as np
 
 CHECKPOINT = "checkpoint.npz"  # Not "model*": the notebook downloads outputs/model* as the result.
+CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
 FLAGS = {"epochs": "--epochs", "batchsize": "--batchsize", "units": "--unit", "lr": "--lr", "seed": "--seed"}
 
 
@@ -292,10 +294,10 @@ def download(folder, mirrors):
 def load_mnist(data_dir=None):
     """(train_x, train_y, test_x, test_y) from data_dir, else $MNIST_DIR, else the download cache: [N, 784] in [0, 1]
     in Chainer's dtype (float32 unless set otherwise), and int32 labels."""
-    data_dir = data_dir or os.environ.get("MNIST_DIR") or download(cache_dir(), MIRRORS)
-    if not Path(data_dir).is_dir():
-        raise DataError(f"data folder {Path(data_dir)} does not exist")
-    return read_split(Path(data_dir), "train") + read_split(Path(data_dir), "t10k")
+    data_dir = Path(data_dir or os.environ.get("MNIST_DIR") or download(cache_dir(), MIRRORS))
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist")
+    return read_split(data_dir, "train") + read_split(data_dir, "t10k")
 
 
 # The output folder: model.npz, model.json and the checkpoint, each written whole or not at all.
@@ -324,7 +326,7 @@ def output_folder(path, units):
         except OSError as e:
             raise UsageError(f"cannot write in the output folder {path}: {e.strerror}") from None
         room = 4 * np.dtype(chainer.get_dtype()).itemsize * parameter_count(units)  # The model, 3 in the checkpoint.
-        if (free := os.statvfs(path).f_bavail * os.statvfs(path).f_frsize) < room:
+        if (free := shutil.disk_usage(path).free) < room:
             need = f"the model and its checkpoint need {room / 2**20:.0f} MiB"
             raise UsageError(f"the output folder {path} has {free / 2**20:.0f} MiB free; {need}")
         yield path
@@ -361,9 +363,6 @@ def state_of(target, path=""):
     state = chainer.serializers.DictionarySerializer(path=path)
     state.save(target)
     return state.target
-
-
-CHECKPOINT_FORMAT = 2  # 2: with the fingerprint of the data it was trained on.
 
 
 def read_checkpoint(path, settings):
