@@ -312,10 +312,10 @@ def test_registering_the_current_folder_registers_it_without_the_workspace_insid
 LINKED_OUTPUTS = """
 import os, sys
 shared = sys.argv[1]
-if sys.argv[2] == "whole":  # outputs/ itself is a link to the shared folder
+if sys.argv[2] == "whole":  # outputs/ itself is a link to the shared folder, in place of the one made for it
+    os.rmdir("outputs")
     os.symlink(shared, "outputs")
 else:  # outputs/ is the run's, with a link to the shared folder inside it
-    os.makedirs("outputs")
     os.symlink(shared, "outputs/shared")
 open("outputs/mine.txt", "w").write("the run's")
 """

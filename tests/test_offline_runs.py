@@ -114,6 +114,13 @@ def test_the_environment_s_and_the_run_configuration_s_variables_reach_the_scrip
     assert run.get_environment().docker.base_image == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
 
 
+def test_the_script_finds_its_outputs_folder_made_for_it_as_on_azure(workspace, tmp_path):
+    """Microsoft's own Chainer notebook's script saves ./outputs/model.npz without creating the folder."""
+    run = Experiment(workspace, "outputs-made").submit(script_config(tmp_path, "open('outputs/m.txt', 'w').write('m')"))
+    assert run.wait_for_completion()["status"] == "Completed"
+    assert run.get_file_names() == ["logs/std_log.txt", "outputs/m.txt"]
+
+
 def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, monkeypatch):
     source = tmp_path / "src"
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline

@@ -60,6 +60,7 @@ def start_script(run):
             env,
         )
     log.parent.mkdir(parents=True, exist_ok=True)
+    run.make_outputs()
     with open(log, "wb") as out:
         return subprocess.Popen(
             command,

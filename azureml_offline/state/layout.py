@@ -23,8 +23,9 @@
         tags.jsonl                         appended records: {name: value} sets a tag (a string or null),
                                            {"removed": [names]} (a list, never a tag's value) removes tags
         properties.jsonl                   appended records, {name: value}; a property keeps its first value
-        snapshot/                          the copy of source_directory that the script runs in (an
-                                           interactive run's snapshot_directory, or take_snapshot's file)
+        snapshot/                          the copy of source_directory that the script runs in, with an
+                                           empty outputs/ made for it (an interactive run's
+                                           snapshot_directory, or take_snapshot's file)
         files/                             the run's files: logs/std_log.txt (for an MPI job, each rank's
                                            logs/std_log_process_<rank>.txt and mpiexec's logs/mpi_log.txt),
                                            outputs/ once the script ends; a sweep's parent:
@@ -43,6 +44,7 @@ still refuses any that would leave its folder. The SDK is imported where it is u
 runner imports this module.
 """
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -763,6 +765,13 @@ class RunFolder:
                 target = files.inside(self.files, f"{name}/{path.relative_to(source).as_posix()}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
+
+    @writes
+    def make_outputs(self):
+        """Create the script's ./outputs before it starts, as Azure's job does: scripts save into it unasked
+        (Microsoft's own Chainer notebook's script does). A file of that name in the snapshot is left alone."""
+        with contextlib.suppress(FileExistsError):
+            (self.snapshot / "outputs").mkdir()
 
     @writes
     def collect_outputs(self):
