@@ -297,23 +297,10 @@ class Webservice:
             return
         self.state = "Deleting"
 
-    def _update(
-        self,
-        tags=None,
-        properties=None,
-        description=None,
-        auth_enabled=None,
-        models=None,
-        inference_config=None,
-        configuration=None,
-        copy_again=False,
-    ):
-        """Apply an update; new models, a new inference config, a new configuration or the app copied again
-        restart the server (wait_for_deployment)."""
+    def _update(self, **changes):
+        """Apply an update (Backend.update_service's `changes`); some restart the server (wait_for_deployment)."""
         self._session.close()  # as in delete(): the old server stops at once
-        self._backend.update_service(
-            self.name, tags, properties, description, auth_enabled, models, inference_config, configuration, copy_again
-        )
+        self._backend.update_service(self.name, **changes)
         self._initialize(self.workspace, self._backend.service_definition(self.name))
 
     def __repr__(self):
@@ -387,7 +374,14 @@ class AciWebservice(Webservice):
         given = [name for name, value in azure_only.items() if value]
         if given:
             raise WebserviceException(f"Offline services cannot update {', '.join(given)}: that needs Azure")
-        self._update(tags, properties, description, auth_enabled, models, inference_config)
+        self._update(
+            tags=tags,
+            properties=properties,
+            description=description,
+            auth_enabled=auth_enabled,
+            models=models,
+            inference_config=inference_config,
+        )
 
 
 class LocalWebservice(Webservice):
