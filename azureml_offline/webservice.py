@@ -214,8 +214,7 @@ class Webservice:
         if show_output:
             print(
                 f"Offline: azmlinfsrv starts {posixpath.basename(self._definition['entryScript'])} on this machine; "
-                "get_logs() shows "
-                f"its output."
+                "get_logs() shows its output."
             )
             sys.stdout.write("Running")
             sys.stdout.flush()

@@ -23,7 +23,7 @@ WORKERS = 2  # server worker processes: see docs/deployment.md
 THREADS = 8  # per worker: each request in flight holds one, a client that sends slowly too
 READ_SECONDS = 30  # for a request, headers and body, to be read once a thread has taken it (server_hooks.py)
 # A request body above this is answered 413, unparsed. azmlinfsrv has no cap of its own, and Microsoft's
-# image-classification tutorial posts its 10,000 test images (61 MB of JSON) to an ACI service in one request.
+# image-classification tutorial posts its whole MNIST test set to an ACI service in one request.
 MAX_BODY_BYTES = 100 << 20
 STOP_SECONDS = 10  # from SIGTERM to SIGKILL
 _servers = {}  # pid -> Popen of the servers this process started, so that their exit is reaped
