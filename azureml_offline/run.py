@@ -199,6 +199,8 @@ class Run:
                 "outputDatasets": [],
                 "runDefinition": submitted["runDefinition"],
                 "logFiles": {name: name for name in self._log_names()},
+                # The SDK adds the submitter's name from the service's record, or None without one: offline none.
+                "submittedBy": None,
             }
         )
         return details

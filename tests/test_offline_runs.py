@@ -93,7 +93,7 @@ def test_a_classic_script_runs_unchanged(finished_run, capsys):
     shown = capsys.readouterr().out
     assert details["status"] == finished_run.get_status() == "Completed"
     assert details["runDefinition"]["arguments"] == ["--epochs", "3", "--output_dir", "./outputs"]
-    assert details["target"] == "gpu-cluster"
+    assert details["target"] == "gpu-cluster" and "submittedBy" in details  # a key of the SDK's, None offline
     assert "epoch 2\n" in shown and "MNIST_DIR=inherited" in shown  # the log, and the parent's environment
     assert os.environ.get("MNIST_DIR") == MNIST_DIR_BEFORE
     assert finished_run.get_file_names() == ["logs/std_log.txt", "outputs/model.npz"]
