@@ -42,8 +42,12 @@ STAND_INS = [
     ("azureml.train.hyperdrive.run", "HyperDriveRun", "azureml_offline.hyperdrive", "HyperDriveRun"),
 ]
 # SDK classes that keep their place, their workspace calls replaced: (module, class, stand-in module, the class
-# whose public members go onto the SDK's class). See environment.py for why Environment cannot have a stand-in.
-CALLS = [("azureml.core.environment", "Environment", "azureml_offline.environment", "EnvironmentCalls")]
+# whose public members go onto the SDK's class). See environment.py for why Environment cannot have a stand-in;
+# AmlCompute stays the SDK's provisioning configuration, and notebooks call its static calls on it.
+CALLS = [
+    ("azureml.core.environment", "Environment", "azureml_offline.environment", "EnvironmentCalls"),
+    ("azureml.core.compute.amlcompute", "AmlCompute", "azureml_offline.compute", "AmlComputeCalls"),
+]
 _replaced = {}  # (module or SDK class, attribute) -> what was there, while the stand-ins are on
 
 

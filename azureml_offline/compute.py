@@ -10,6 +10,7 @@ import subprocess
 import warnings
 
 from azureml.core.compute.amlcompute import (
+    AmlCompute,
     AmlComputeNodeStateCounts,
     AmlComputeProvisioningConfiguration,
     AmlComputeStatus,
@@ -18,11 +19,28 @@ from azureml.core.compute.amlcompute import (
 from azureml.core.compute_target import AbstractComputeTarget
 from azureml.exceptions import ComputeTargetException
 
+from .azure_only import needs_azure
 from .backend import backend_of, is_valid_compute_name
+from .run import Run
 from .state import files
+from .state.layout import TERMINAL_STATES
+
+NO_VM_SIZES = "any vm_size is accepted, and the target runs on this machine"
+NO_IDENTITY = "a target has no managed identity: it runs as you, on this machine"
+NO_QUOTAS = "there are no quotas: a target is this machine"
 
 
-class ComputeTarget(AbstractComputeTarget):
+class AmlComputeCalls:
+    """The SDK's AmlCompute static calls that take a workspace, offline: the switch puts them on the SDK's own
+    class (AmlCompute.supported_vmsizes(ws) is how Microsoft's notebooks call it), and ComputeTarget has them."""
+
+    supported_vmsizes = needs_azure(AmlCompute, "supported_vmsizes", NO_VM_SIZES, ComputeTargetException)
+    list_quotas = needs_azure(AmlCompute, "list_quotas", NO_QUOTAS, ComputeTargetException)
+    list_usages = needs_azure(AmlCompute, "list_usages", NO_QUOTAS, ComputeTargetException)
+    update_quotas = needs_azure(AmlCompute, "update_quotas", NO_QUOTAS, ComputeTargetException)
+
+
+class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     """A compute target kept in the workspace folder. An AbstractComputeTarget, so that
     ScriptRunConfig(compute_target=...) records its name as it does for an Azure target."""
 
@@ -30,6 +48,9 @@ class ComputeTarget(AbstractComputeTarget):
         self._backend = backend_of(workspace)
         self._definition = self._backend.compute(name)  # ComputeTargetNotFound, as Azure's
         super().__init__("AmlCompute", name)
+        self.workspace = workspace
+
+    provisioning_configuration = staticmethod(AmlCompute.provisioning_configuration)  # the SDK's own
 
     @staticmethod
     def create(workspace, name, provisioning_configuration):
@@ -97,9 +118,70 @@ class ComputeTarget(AbstractComputeTarget):
             vm_size=f"this machine (offline): {describe_machine()}",
         )
 
+    def update(self, min_nodes=None, max_nodes=None, idle_seconds_before_scaledown=None):
+        """Change the scale settings (what is None stays), checked as the SDK checks a provisioning configuration;
+        they bound the node_count of MPI jobs on this target."""
+        scale = self._definition["scaleSettings"]
+        configuration = AmlCompute.provisioning_configuration(
+            vm_size=self._definition["vmSize"],
+            min_nodes=scale["minNodeCount"] if min_nodes is None else min_nodes,
+            max_nodes=scale["maxNodeCount"] if max_nodes is None else max_nodes,
+            idle_seconds_before_scaledown=(
+                int(scale["nodeIdleTimeBeforeScaleDown"][2:-1])  # ISO 8601, "PT<seconds>S"
+                if idle_seconds_before_scaledown is None
+                else idle_seconds_before_scaledown
+            ),
+        )
+        configuration.validate_configuration()
+        self._definition = {**self._definition, "scaleSettings": configuration.scale_settings.serialize()}
+        self._backend.create_compute(self.name, self._definition)
+
+    def refresh_state(self):
+        self._definition = self._backend.compute(self.name)
+
+    def list_nodes(self):
+        """The cluster's one node, this machine, as get_status() counts it."""
+        return [
+            {
+                "nodeId": "this-machine",
+                "port": None,
+                "publicIpAddress": None,
+                "privateIpAddress": "127.0.0.1",
+                "nodeState": "running",
+            }
+        ]
+
+    def get_active_runs(self, type=None, tags=None, properties=None, status=None):
+        """The RunDtos (the SDK's) of the runs on this target that have not ended, filtered as Run.list_by_compute."""
+        runs = Run.list_by_compute(self, type=type, tags=tags, properties=properties, status=status)
+        return (run for run in runs if run.status not in TERMINAL_STATES)
+
     def delete(self):
         """Remove the target from the workspace folder; the runs made on it keep their records."""
         self._backend.delete_compute(self.name)  # ComputeTargetNotFound if it is gone
+
+    # What only Azure's resource provider has: identities, attached resources, its own records.
+    add_identity = needs_azure(AmlCompute, "add_identity", NO_IDENTITY, ComputeTargetException)
+    remove_identity = needs_azure(AmlCompute, "remove_identity", NO_IDENTITY, ComputeTargetException)
+    attach = needs_azure(
+        AmlCompute,
+        "attach",
+        "there is nothing to attach: ComputeTarget.create records a target",
+        ComputeTargetException,
+    )
+    detach = needs_azure(AmlCompute, "detach", "delete() removes a target", ComputeTargetException)
+    get = needs_azure(
+        AmlCompute, "get", "there is no resource record: get_status() describes the target", ComputeTargetException
+    )
+    serialize = needs_azure(
+        AmlCompute,
+        "serialize",
+        "there is no resource record: get_status().serialize() describes the target",
+        ComputeTargetException,
+    )
+    deserialize = needs_azure(
+        AmlCompute, "deserialize", "ComputeTarget(workspace, name) finds a recorded target", ComputeTargetException
+    )
 
     def __repr__(self):
         return f"ComputeTarget(workspace=<offline>, name={self.name!r})  # this machine"

@@ -21,6 +21,7 @@ PAIRS = [
     (model.Model, Model),
     (environment.EnvironmentCalls, Environment),  # put on the SDK's own class by the switch
     (compute.ComputeTarget, AmlCompute),  # ComputeTarget(workspace, name) returns an AmlCompute for a cluster
+    (compute.AmlComputeCalls, AmlCompute),  # put on the SDK's own class by the switch
     (widgets.RunDetails, RunDetails),
     (webservice.Webservice, Webservice),
     (webservice.AciWebservice, AciWebservice),
@@ -36,6 +37,7 @@ WHOLE = [
     experiment.Experiment,
     run.Run,
     model.Model,
+    compute.ComputeTarget,
     webservice.Webservice,
 ]
 

@@ -19,6 +19,7 @@ from azureml.exceptions import (
 )
 from helpers import alive, eventually, script_config, started_script
 
+import azureml_offline
 from azureml_offline import compute
 from azureml_offline.backend import backend_of
 from azureml_offline.compute import ComputeTarget
@@ -267,6 +268,29 @@ def test_compute_targets_and_their_errors(workspace, tmp_path):
     target.delete()
     with pytest.raises(ComputeTargetException):
         ComputeTarget(workspace=workspace, name="cpu")
+
+
+def test_a_target_updates_lists_its_node_and_its_active_runs_and_says_what_needs_azure(workspace, tmp_path):
+    """The calls of Microsoft's train-on-amlcompute notebook: AmlCompute.supported_vmsizes(ws) on the SDK's class,
+    list_nodes(), update(); and get_active_runs()."""
+    target = ComputeTarget.create(workspace, "cpu-2", AmlCompute.provisioning_configuration(max_nodes=4))
+    target.update(min_nodes=1)
+    scale = ComputeTarget(workspace, "cpu-2").get_status().scale_settings
+    assert (scale.minimum_node_count, scale.maximum_node_count, scale.idle_seconds_before_scaledown) == (1, 4, 1800)
+    with pytest.raises(ComputeTargetException, match="max nodes count must be greater"):  # the SDK's own check
+        target.update(min_nodes=5)
+    assert [node["nodeState"] for node in target.list_nodes()] == ["running"]
+    with azureml_offline.activate(), pytest.raises(ComputeTargetException, match="any vm_size is accepted"):
+        AmlCompute.supported_vmsizes(workspace=workspace)
+    with pytest.raises(ComputeTargetException, match="needs an Azure ML workspace"):
+        target.add_identity("SystemAssigned")
+    config = script_config(tmp_path, "import time\ntime.sleep(60)", compute_target="cpu-2")
+    run = Experiment(workspace, "on-cpu-2").submit(config)
+    try:
+        assert [active.run_id for active in target.get_active_runs()] == [run.id]
+    finally:
+        run.cancel()
+    assert list(target.get_active_runs()) == []
 
 
 def test_a_failing_script_fails_the_run(workspace, tmp_path, capsys):
