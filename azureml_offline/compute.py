@@ -30,14 +30,19 @@ NO_IDENTITY = "a target has no managed identity: it runs as you, on this machine
 NO_QUOTAS = "there are no quotas: a target is this machine"
 
 
+def refused(name, instead):
+    """AmlCompute's member `name`, refusing offline with the SDK's ComputeTargetException (azure_only.py)."""
+    return needs_azure(AmlCompute, name, instead, ComputeTargetException)
+
+
 class AmlComputeCalls:
     """The SDK's AmlCompute static calls that take a workspace, offline: the switch puts them on the SDK's own
     class (AmlCompute.supported_vmsizes(ws) is how Microsoft's notebooks call it), and ComputeTarget has them."""
 
-    supported_vmsizes = needs_azure(AmlCompute, "supported_vmsizes", NO_VM_SIZES, ComputeTargetException)
-    list_quotas = needs_azure(AmlCompute, "list_quotas", NO_QUOTAS, ComputeTargetException)
-    list_usages = needs_azure(AmlCompute, "list_usages", NO_QUOTAS, ComputeTargetException)
-    update_quotas = needs_azure(AmlCompute, "update_quotas", NO_QUOTAS, ComputeTargetException)
+    supported_vmsizes = refused("supported_vmsizes", NO_VM_SIZES)
+    list_quotas = refused("list_quotas", NO_QUOTAS)
+    list_usages = refused("list_usages", NO_QUOTAS)
+    update_quotas = refused("update_quotas", NO_QUOTAS)
 
 
 class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
@@ -161,27 +166,13 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
         self._backend.delete_compute(self.name)  # ComputeTargetNotFound if it is gone
 
     # What only Azure's resource provider has: identities, attached resources, its own records.
-    add_identity = needs_azure(AmlCompute, "add_identity", NO_IDENTITY, ComputeTargetException)
-    remove_identity = needs_azure(AmlCompute, "remove_identity", NO_IDENTITY, ComputeTargetException)
-    attach = needs_azure(
-        AmlCompute,
-        "attach",
-        "there is nothing to attach: ComputeTarget.create records a target",
-        ComputeTargetException,
-    )
-    detach = needs_azure(AmlCompute, "detach", "delete() removes a target", ComputeTargetException)
-    get = needs_azure(
-        AmlCompute, "get", "there is no resource record: get_status() describes the target", ComputeTargetException
-    )
-    serialize = needs_azure(
-        AmlCompute,
-        "serialize",
-        "there is no resource record: get_status().serialize() describes the target",
-        ComputeTargetException,
-    )
-    deserialize = needs_azure(
-        AmlCompute, "deserialize", "ComputeTarget(workspace, name) finds a recorded target", ComputeTargetException
-    )
+    add_identity = refused("add_identity", NO_IDENTITY)
+    remove_identity = refused("remove_identity", NO_IDENTITY)
+    attach = refused("attach", "there is nothing to attach: ComputeTarget.create records a target")
+    detach = refused("detach", "delete() removes a target")
+    get = refused("get", "there is no resource record: get_status() describes the target")
+    serialize = refused("serialize", "there is no resource record: get_status().serialize() describes the target")
+    deserialize = refused("deserialize", "ComputeTarget(workspace, name) finds a recorded target")
 
     def __repr__(self):
         return f"ComputeTarget(workspace=<offline>, name={self.name!r})  # this machine"
