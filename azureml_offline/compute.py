@@ -126,13 +126,13 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     def update(self, min_nodes=None, max_nodes=None, idle_seconds_before_scaledown=None):
         """Change the scale settings (what is None stays), checked as the SDK checks a provisioning configuration;
         they bound the node_count of MPI jobs on this target."""
-        scale = self._definition["scaleSettings"]
+        scale = ScaleSettings.deserialize(self._definition["scaleSettings"])  # as get_status() reads it
         configuration = AmlCompute.provisioning_configuration(
             vm_size=self._definition["vmSize"],
-            min_nodes=scale["minNodeCount"] if min_nodes is None else min_nodes,
-            max_nodes=scale["maxNodeCount"] if max_nodes is None else max_nodes,
+            min_nodes=scale.minimum_node_count if min_nodes is None else min_nodes,
+            max_nodes=scale.maximum_node_count if max_nodes is None else max_nodes,
             idle_seconds_before_scaledown=(
-                int(scale["nodeIdleTimeBeforeScaleDown"][2:-1])  # ISO 8601, "PT<seconds>S"
+                scale.idle_seconds_before_scaledown
                 if idle_seconds_before_scaledown is None
                 else idle_seconds_before_scaledown
             ),
