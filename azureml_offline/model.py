@@ -4,12 +4,12 @@ A version is filled in a staging folder and then renamed into place (Backend.reg
 so it appears whole or not at all, and two processes registering at once get distinct versions.
 """
 
-import os
 import shutil
 from pathlib import Path
 
 from azureml._model_management._util import model_name_validation, populate_model_not_found_details
 from azureml.core.model import Model as SdkModel
+from azureml.core.resource_configuration import ResourceConfiguration
 from azureml.core.run import Run as SdkRun
 from azureml.exceptions import RunEnvironmentException, UserErrorException, WebserviceException
 from dateutil.parser import parse as parse_time
@@ -76,9 +76,9 @@ class Model:
                 self.run = workspace.get_run(self.run_id)
             except UserErrorException:  # its run was removed
                 pass
-        # What only Azure records: who registered it, its blob, data sets and resource configuration.
+        # What only Azure records: who registered it, its blob and data sets.
         self.created_by = self.mime_type = self.url = self.unpack = None
-        self.parent_id = self.derived_model_ids = self.resource_configuration = None
+        self.parent_id = self.derived_model_ids = None
         self.datasets = {}
         self.sample_input_dataset = self.sample_output_dataset = None
 
@@ -89,6 +89,7 @@ class Model:
         self.description = definition.get("description")
         self.model_framework = definition.get("framework")  # .get: versions registered before it was recorded
         self.model_framework_version = definition.get("frameworkVersion")
+        self.resource_configuration = ResourceConfiguration.deserialize(definition.get("resourceRequirements"))
 
     @staticmethod
     def register(
@@ -98,13 +99,20 @@ class Model:
         tags=None,
         properties=None,
         description=None,
-        *,
+        datasets=None,
         model_framework=None,
         model_framework_version=None,
+        child_paths=None,
+        sample_input_dataset=None,
+        sample_output_dataset=None,
+        resource_configuration=None,
     ):
-        """Register the local file or folder model_path as the next version of model_name."""
-        if not isinstance(model_path, (str, os.PathLike)) or not os.path.exists(model_path):
-            raise WebserviceException(f'Error, provided model path "{model_path}" cannot be found')
+        """Register the local file or folder model_path (of a folder, only child_paths if given) as the next
+        version of model_name."""
+        validate_name(model_name)
+        refuse_data_sets("Model.register", datasets, sample_input_dataset, sample_output_dataset)
+        SdkModel._validate_model_path(model_path, child_paths)  # the SDK's checks, with its exceptions
+        print(f"Registering model {model_name}")  # as the SDK prints it
         return register_version(
             workspace,
             Path(model_path),
@@ -114,6 +122,8 @@ class Model:
             description,
             model_framework,
             model_framework_version,
+            children=child_paths,
+            resource_configuration=resource_configuration,
         )
 
     @staticmethod
@@ -160,7 +170,7 @@ class Model:
             "runId": self.run_id,
             "runDetails": str(self.run),
             "datasets": [],
-            "resourceConfiguration": None,
+            "resourceConfiguration": self.resource_configuration.serialize() if self.resource_configuration else None,
             "sampleInputDatasetId": None,
             "sampleOutputDatasetId": None,
         }
@@ -180,13 +190,11 @@ class Model:
         sample_output_dataset=None,
         resource_configuration=None,
     ):
-        """Replace the model's tags (all of them) and description, as the SDK does: only those given (not empty)."""
-        if sample_input_dataset or sample_output_dataset or resource_configuration:
-            raise WebserviceException(
-                "Model.update: sample data sets and resource configurations need an Azure ML workspace "
-                "(offline there are no data sets and no profiling); update tags and description alone"
-            )
-        self._read(backend_of(self).update_model(self.name, self.version, tags or None, description or None))
+        """Replace the model's tags (all of them), description and resource configuration, as the SDK does: only
+        those given (not empty)."""
+        refuse_data_sets("Model.update", sample_input_dataset, sample_output_dataset)
+        resources = requirements(resource_configuration)
+        self._read(backend_of(self).update_model(self.name, self.version, tags or None, description or None, resources))
 
     def update_tags_properties(self, add_tags=None, remove_tags=None, add_properties=None):
         """Add tags, remove tags and add properties; a property that is set cannot be changed, as on Azure."""
@@ -303,8 +311,11 @@ def register_version(
     model_framework=None,
     model_framework_version=None,
     run=None,
+    children=None,
+    resource_configuration=None,
 ):
-    """Copy the file or folder `source` into a new version of model_name (of `run`, if given); its Model."""
+    """Copy the file or folder `source` (of a folder, only `children` if given) into a new version of model_name
+    (of `run`, if given); its Model."""
     version = backend_of(workspace).register_model(
         model_name,
         source,
@@ -315,8 +326,26 @@ def register_version(
         model_framework_version,
         run_id=run.id if run else None,
         experiment=run.experiment.name if run else None,
+        children=children,
+        resources=requirements(resource_configuration),
     )
     return Model(workspace, model_name, version=version)
+
+
+def requirements(resource_configuration):
+    """A ResourceConfiguration as Azure records it (resourceRequirements), checked as the SDK checks it."""
+    if resource_configuration is None:
+        return None
+    resource_configuration._validate_configuration()
+    return resource_configuration.serialize()
+
+
+def refuse_data_sets(call, *data_sets):
+    if any(data_sets):
+        raise WebserviceException(
+            f"{call}: data sets need an Azure ML workspace (offline there are none); "
+            "leave out datasets, sample_input_dataset and sample_output_dataset"
+        )
 
 
 def validate_name(name):

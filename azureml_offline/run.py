@@ -526,8 +526,13 @@ class Run:
         model_framework=None,
         model_framework_version=None,
         description=None,
+        datasets=None,
+        sample_input_dataset=None,
+        sample_output_dataset=None,
+        resource_configuration=None,
     ):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
+        model.refuse_data_sets("Run.register_model", datasets, sample_input_dataset, sample_output_dataset)
         # As the SDK's RunHistoryFacade.register_model: model_name is the path if none is given, and the path is
         # normalised ('./outputs/model.pkl' is 'outputs/model.pkl').
         model_path = os.path.normpath(model_name if model_path is None else model_path).replace(os.sep, "/")
@@ -547,6 +552,7 @@ class Run:
             model_framework,
             model_framework_version,
             run=self,
+            resource_configuration=resource_configuration,
         )
 
     @classmethod

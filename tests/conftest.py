@@ -57,7 +57,9 @@ def lesson_mnist_dir(tmp_path_factory):
 
 @pytest.fixture
 def fresh_workspace(tmp_path, monkeypatch):
-    """An empty offline workspace of this test's own, also for the processes it starts (AZUREML_OFFLINE_DIR)."""
+    """An empty offline workspace of this test's own, also for the processes it starts (AZUREML_OFFLINE_DIR), with
+    the test's folder as the working folder, where the SDK's Model.register takes model files from."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(tmp_path / "workspace"))
     return Workspace.from_config()
 

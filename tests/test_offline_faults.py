@@ -61,7 +61,7 @@ def finished(tmp_path_factory):
         (lambda ws, run: Model(ws, id="m:abc"), WebserviceException),
         (lambda ws, run: Model(ws, "m", version=0), WebserviceException),
         (lambda ws, run: Model(ws, 5), WebserviceException),
-        (lambda ws, run: Model.register(ws, None, "m"), WebserviceException),
+        (lambda ws, run: Model.register(ws, None, "m"), TypeError),  # from the SDK's own path check
         (lambda ws, run: Model.register(ws, __file__, "m", tags=["a"]), WebserviceException),
         (lambda ws, run: Model.get_model_path("m", version="1", _workspace=ws), WebserviceException),
         (lambda ws, run: run.register_model("m", None), ModelPathNotFoundException),  # the name is the path

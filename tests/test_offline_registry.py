@@ -8,6 +8,7 @@ import threading
 import pytest
 from azureml.core import ScriptRunConfig
 from azureml.core.environment import Environment, EnvironmentReference
+from azureml.core.resource_configuration import ResourceConfiguration
 from azureml.exceptions import UserErrorException, WebserviceException, WorkspaceException
 
 import azureml_offline
@@ -94,7 +95,7 @@ def test_tags_change_and_properties_are_only_added(models, capsys):
     assert (again.tags, again.description) == ({"only": "this"}, "the best")
     assert Model(models, id="mnist:2").tags == {"area": "mnist"}
     with pytest.raises(WebserviceException, match="data sets"):
-        model.update(resource_configuration=object())
+        model.update(sample_input_dataset=object())
 
 
 def test_concurrent_tag_updates_are_all_kept(models):
@@ -136,6 +137,47 @@ def test_a_model_serializes_and_deserializes(models):
     assert payload["id"] == "mnist:2" and payload["framework"] == "Custom"
     copy = Model.deserialize(models, payload)
     assert (copy.id, copy.version, copy.tags, copy.created_time) == ("mnist:2", 2, model.tags, model.created_time)
+
+
+def test_register_takes_the_sdk_s_child_paths_and_resource_configuration(fresh_workspace, tmp_path, capsys):
+    """As Microsoft's model-register-and-deploy notebook registers a model; child_paths keep only those files of
+    the folder, under its name, as the SDK uploads them."""
+    (tmp_path / "model" / "weights").mkdir(parents=True)
+    for name in ("model/weights/w.npz", "model/config.json", "model/notes.txt"):
+        (tmp_path / name).write_text(name)
+    model = Model.register(
+        fresh_workspace,
+        "model",
+        "picked",
+        child_paths=["weights", "config.json"],
+        resource_configuration=ResourceConfiguration(cpu=1, memory_in_gb=0.5),
+    )
+    assert capsys.readouterr().out == "Registering model picked\n"
+    assert sorted(files.file_names(model.download(str(tmp_path / "out")))) == ["config.json", "weights/w.npz"]
+    again = Model(fresh_workspace, "picked")
+    assert again.resource_configuration.serialize() == {"cpu": 1, "memoryInGB": 0.5, "gpu": None}
+    assert again.serialize()["resourceConfiguration"] == {"cpu": 1, "memoryInGB": 0.5, "gpu": None}
+    again.update(resource_configuration=ResourceConfiguration(cpu=2, memory_in_gb=4, gpu=1))
+    assert Model(fresh_workspace, "picked").resource_configuration.serialize() == {"cpu": 2, "memoryInGB": 4, "gpu": 1}
+    with pytest.raises(WebserviceException, match="cpu must be greater than zero"):  # the SDK's own check
+        again.update(resource_configuration=ResourceConfiguration(cpu=-1))
+
+
+def test_register_checks_the_path_as_the_sdk_does(fresh_workspace, tmp_path, tmp_path_factory):
+    """The SDK (1.61) refuses a model outside the working folder, a missing file and a missing child path;
+    data sets are refused saying why."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.npz").write_text("w")
+    outside = tmp_path_factory.mktemp("elsewhere") / "w.npz"
+    outside.write_text("w")
+    for path, error in ((str(outside), PermissionError), ("missing.npz", FileNotFoundError)):
+        with pytest.raises(error):
+            Model.register(fresh_workspace, path, "m")
+    with pytest.raises(WebserviceException, match='child path "gone.npz" cannot be found'):
+        Model.register(fresh_workspace, "model", "m", child_paths=["gone.npz"])
+    with pytest.raises(WebserviceException, match="data sets need an Azure ML workspace"):
+        Model.register(fresh_workspace, "model", "m", sample_input_dataset=object())
+    assert backend_of(fresh_workspace).model_names() == []
 
 
 def test_what_needs_azure_says_so(models):

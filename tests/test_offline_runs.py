@@ -176,10 +176,11 @@ def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
     assert (third.version, third.download(str(tmp_path / "3"))) == (3, str(tmp_path / "3" / "model.npz"))
 
 
-def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path):
+def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "weights.bin").write_text("w")
     with pytest.raises(UserErrorException, match="object"):
-        Model.register(workspace, str(tmp_path / "weights.bin"), "unwritable", tags={"a": object()})
+        Model.register(workspace, "weights.bin", "unwritable", tags={"a": object()})
     assert list((backend_of(workspace).root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
     assert "unwritable" not in backend_of(workspace).model_names()
 
@@ -198,16 +199,15 @@ def test_a_half_appended_last_line_is_not_read_yet(tmp_path):
     assert store.read_records(tmp_path / "m.jsonl") == [{"name": "a", "value": 1}]
 
 
-def test_the_sdk_s_extra_arguments_are_accepted(finished_run, workspace, tmp_path):
+def test_the_sdk_s_extra_arguments_are_accepted(finished_run, workspace, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "weights.bin").write_text("w")
-    model = Model.register(
-        workspace, str(tmp_path / "weights.bin"), "framed", model_framework="Custom", model_framework_version="1.0"
-    )
+    model = Model.register(workspace, "weights.bin", "framed", model_framework="Custom", model_framework_version="1.0")
     assert (Model(workspace, "framed").model_framework, model.model_framework_version) == ("Custom", "1.0")
     model = finished_run.register_model("framed", "outputs/model.npz", None, None, "Chainer", "7.8.1", "d")
     assert (model.model_framework, model.model_framework_version, model.description) == ("Chainer", "7.8.1", "d")
     with pytest.raises(WebserviceException):
-        Model.register(workspace, str(tmp_path / "weights.bin"), "framed", model_framework_version="1.0")
+        Model.register(workspace, "weights.bin", "framed", model_framework_version="1.0")
     assert finished_run.wait_for_completion(False, True, True)["status"] == "Completed"
     target = ComputeTarget(workspace, "gpu-cluster")
     target.wait_for_completion(
@@ -236,7 +236,7 @@ def test_two_processes_registering_at_once_get_distinct_versions(workspace, tmp_
         subprocess.Popen([sys.executable, "-c", register], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    versions = [json.loads(p.communicate(timeout=60)[0]) for p in processes]
+    versions = [json.loads(p.communicate(timeout=60)[0].splitlines()[-1]) for p in processes]  # after "Registering"
     assert sorted(versions[0] + versions[1]) == list(range(1, 11))
     assert all(Model(workspace, "raced", version=v).download(str(tmp_path / str(v))) for v in range(1, 11))
 

@@ -1,5 +1,6 @@
 """Offline web services: score.py in azmlinfsrv, reached over HTTP as a client program would, with the SDK's surface."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,7 +50,8 @@ def env(tmp_path_factory):
     classifier(np.zeros((1, 784), np.float32), np.zeros(1, np.int32))  # creates the weights
     chainer.serializers.save_npz(root / "model.npz", classifier)
     workspace = workspace_at(root / "workspace")
-    model = Model.register(workspace, str(root / "model.npz"), "chainer-dnn-mnist")
+    with contextlib.chdir(root):  # the SDK registers files under the working folder only
+        model = Model.register(workspace, "model.npz", "chainer-dnn-mnist")
     source = root / "source"
     source.mkdir()
     for name in ("score.py", "chainer_mnist.py"):
@@ -435,7 +437,8 @@ def test_a_damaged_service_record_hides_no_other_service(service, tmp_path):
 @pytest.mark.parametrize("damage", [shutil.rmtree, lambda files: [path.unlink() for path in files.iterdir()]])
 def test_deploying_a_model_whose_files_are_gone_says_which_and_leaves_no_service(env, tmp_path, damage):
     workspace = workspace_at(tmp_path / "workspace")
-    model = Model.register(workspace, env["model"].download(str(tmp_path / "model")), "chainer-dnn-mnist")
+    with contextlib.chdir(tmp_path):
+        model = Model.register(workspace, env["model"].download("model"), "chainer-dnn-mnist")
     files = backend_of(workspace).folder.model_entry(model.name, model.version).parent
     damage(files)  # the folder removed, or emptied
     with pytest.raises(UserErrorException, match=f"{files} is damaged"):

@@ -36,8 +36,11 @@ class ModelRules:
         framework_version=None,
         run_id=None,
         experiment=None,
+        children=None,
+        resources=None,
     ):
-        """Copy the file or folder `source` into the next version of model `name`; return the version."""
+        """Copy the file or folder `source` (of a folder, only the files or folders `children` in it, if given)
+        into the next version of model `name`; return the version. `resources`: its resourceRequirements."""
         if not isinstance(name, str):
             raise WebserviceException(f"Error, model name must be a string, not {type(name).__name__}")
         model_name_validation(name)  # the SDK's rule; it also keeps the name a plain folder name
@@ -58,7 +61,9 @@ class ModelRules:
                 "createdTime": files.utc_now(),
                 "runId": run_id,
                 "experimentName": experiment,
+                "resourceRequirements": resources,
             },
+            children,
         )
 
     def models(self, name=None, tags=None, properties=None, run_id=None, latest=False, framework=None, dataset_id=None):
@@ -86,10 +91,19 @@ class ModelRules:
         return found
 
     def update_model(
-        self, name, version, tags=None, description=None, add_tags=None, remove_tags=None, add_properties=None
+        self,
+        name,
+        version,
+        tags=None,
+        description=None,
+        resources=None,
+        add_tags=None,
+        remove_tags=None,
+        add_properties=None,
     ):
-        """Change a model version's tags, properties and description as the SDK's update() (`tags` replace them
-        all, `description` replaces it) and update_tags_properties() (the others) do; its new definition.
+        """Change a model version's tags, properties, description and resource requirements as the SDK's update()
+        (`tags` replace them all, the others replace theirs) and update_tags_properties() (the add_ and remove_
+        ones) do; its new definition.
         Properties can be added, never changed, as on Azure."""
         for what, value in (("tags", tags), ("add_tags", add_tags), ("add_properties", add_properties)):
             if value is not None and not isinstance(value, dict):
@@ -109,6 +123,7 @@ class ModelRules:
                 "tags": {key: value for key, value in new_tags.items() if key not in (removed or [])},
                 "properties": {**recorded, **(add_properties or {})},
                 "description": description or definition.get("description"),
+                "resourceRequirements": resources or definition.get("resourceRequirements"),
             }
 
         definition = self.folder.update_model(name, version, change)

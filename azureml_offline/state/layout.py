@@ -399,16 +399,26 @@ class WorkspaceFolder:
         return entries[0]
 
     @writes
-    def new_model_version(self, name, source, definition):
-        """Copy the file or folder `source` into the next version of model `name`; return the version. A folder
-        that holds this workspace (".", the notebook's folder) is copied without it."""
+    def new_model_version(self, name, source, definition, children=None):
+        """Copy the file or folder `source` (of a folder, only the files and folders `children` in it, if given)
+        into the next version of model `name`; return the version. A folder that holds this workspace (".", the
+        notebook's folder) is copied without it."""
         source = Path(source).resolve()  # "." and "./" have no name of their own
+
+        def copy(path, target):
+            if path.is_dir():
+                shutil.copytree(path, target, ignore=self._this_workspace, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+
         with files.staging_dir(self.root / ".staging") as staged:
             (staged / "files").mkdir()
-            if source.is_dir():
-                shutil.copytree(source, staged / "files" / source.name, ignore=self._this_workspace)
+            if children:  # where the SDK uploads them: <folder name>/<child>
+                for child in children:
+                    copy(files.inside(source, child), files.inside(staged / "files" / source.name, child))
             else:
-                shutil.copyfile(source, staged / "files" / source.name)
+                copy(source, staged / "files" / source.name)
             files.write_json(staged / "model.json", definition)
             return files.publish(staged, self.root / "models" / plain_name(name, "Model"))
 
