@@ -69,16 +69,18 @@ def choose_openblas_kernel():
     openblas.choose_for_this_process()
 
 
-def activate():
-    """Put the stand-ins where `from azureml.core import Workspace, ...` finds them (again: harmless).
+def activate(live_view=True):
+    """Put the stand-ins where `from azureml.core import Workspace, ...` finds them (again: harmless); without
+    `live_view`, all but RunDetails, which a script has no use for (ipywidgets is slow to import).
 
     It also chooses this process's OpenBLAS kernel, if NumPy has not loaded yet (engine/openblas.py).
     """
     choose_openblas_kernel()
+    wanted = [entry for entry in STAND_INS if live_view or entry[2] != "azureml_offline.widgets"]
     # Import every stand-in first: they capture the real classes they build on before any is replaced.
-    stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in STAND_INS]
+    stand_ins = [getattr(importlib.import_module(module), name) for _, _, module, name in wanted]
     calls = [getattr(importlib.import_module(module), name) for _, _, module, name in CALLS]
-    for (target, attribute, _, _), stand_in in zip(STAND_INS, stand_ins, strict=True):
+    for (target, attribute, _, _), stand_in in zip(wanted, stand_ins, strict=True):
         replace(importlib.import_module(target), attribute, stand_in)
     for (target, name, _, _), members in zip(CALLS, calls, strict=True):
         sdk_class = getattr(importlib.import_module(target), name)

@@ -122,6 +122,30 @@ def test_the_script_finds_its_outputs_folder_made_for_it_as_on_azure(workspace, 
     assert run.get_file_names() == ["logs/std_log.txt", "outputs/m.txt"]
 
 
+def test_the_script_s_sdk_calls_reach_its_run_s_workspace(tmp_path, monkeypatch):
+    """As a job's on Azure: a script that registers a model with run.experiment.workspace (as users' scripts and
+    MLOps templates do), or that opens Workspace.from_config(), works in the run's workspace."""
+    script = """
+        import os
+        from azureml.core import Model, Run, Workspace
+        run = Run.get_context()
+        open("outputs/weights.bin", "w").write("w")
+        Model.register(run.experiment.workspace, "outputs/weights.bin", "from-a-script", tags={"run": run.id})
+        print("same workspace:", [m.name for m in Model.list(Workspace.from_config(), "from-a-script")])
+        print("a Run:", isinstance(run, Run))
+        """
+    monkeypatch.delenv(
+        "AZUREML_OFFLINE_DIR", raising=False
+    )  # the workspace is ./.azureml-offline here, not in the run's folder
+    monkeypatch.chdir(tmp_path)
+    workspace = Workspace.from_config()
+    run = Experiment(workspace, "script-sdk").submit(script_config(tmp_path / "src", script))
+    assert run.wait_for_completion()["status"] == "Completed", run.get_details()
+    assert Model(workspace, "from-a-script").tags == {"run": run.id}
+    log = run.get_details_with_logs()["logFiles"]["logs/std_log.txt"]
+    assert "same workspace: ['from-a-script']" in log and "a Run: True" in log
+
+
 def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, monkeypatch):
     source = tmp_path / "src"
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline

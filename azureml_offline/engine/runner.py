@@ -10,13 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..state.layout import RUN_DIR_VARIABLE, run_error
+from ..state.layout import RUN_DIR_VARIABLE, WORKSPACE_DIR_VARIABLE, WorkspaceFolder, run_error
 from . import driver, mpi, processes
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5  # between SIGTERM and SIGKILL when stopping the script
-# Python imports the first sitecustomize on its path at start-up: the one in script_path/ binds Run.get_context()
-# to the run, in the script and in every Python process it starts (they inherit PYTHONPATH).
+# Python imports the first sitecustomize on its path at start-up: the one in script_path/ binds the SDK to the run,
+# in the script and in every Python process it starts (they inherit PYTHONPATH).
 SCRIPT_PATH = Path(__file__).resolve().parent / "script_path"
 
 
@@ -46,10 +46,12 @@ def start_script(run):
     processes_count = run.process_count()
     if processes_count is not None:
         env, log = mpi.environment(env, processes_count), run.mpi_log
-    # The variables the job sets on Azure, the run configuration's last; then what binds Run.get_context() here.
+    # The variables the job sets on Azure, the run configuration's last; then what binds the script's SDK to the
+    # run and its workspace here (Workspace.from_config() included).
     variables = {**(submitted["environment"]["environmentVariables"] or {}), **submitted["environmentVariables"]}
     env.update({str(name): str(value) for name, value in variables.items()})
     env[RUN_DIR_VARIABLE] = str(run.path)
+    env[WORKSPACE_DIR_VARIABLE] = str(WorkspaceFolder.of_run(run.path)[0].root)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT_PATH), env.get("PYTHONPATH")]))
     if processes_count is not None:
         command = mpi.command(

@@ -1,16 +1,29 @@
-"""The run of the offline script this process belongs to: what Run.get_context() returns in it.
+"""The script side of an offline run: the SDK in the script, and in every Python process it starts, is the
+offline workspace's, as a job's SDK on Azure is its workspace's. Run.get_context() returns the run, and the
+stand-ins answer the SDK calls that the script makes with its run's workspace (run.experiment.workspace), such
+as Model.register.
 
-Called from the runner's sitecustomize (script_path/sitecustomize.py), the one binding of the script
-side; the notebook side never imports this module.
+Called from the runner's sitecustomize (script_path/sitecustomize.py) when the script imports azureml.core;
+the notebook side never imports this module.
 """
 
 import os
+
+from azureml.core.run import Run as SdkRun
+
+import azureml_offline
 
 from ..backend import open_run_folder
 from ..experiment import Experiment
 from ..run import SubmittedRun
 from ..state.layout import RUN_DIR_VARIABLE
 from ..workspace import workspace_at
+
+
+def bind():
+    """Bind the SDK's Run.get_context to the run, and switch the stand-ins on (but the notebook's live view)."""
+    SdkRun.get_context = classmethod(lambda cls, *args, **kwargs: current_run())
+    azureml_offline.activate(live_view=False)
 
 
 def current_run():

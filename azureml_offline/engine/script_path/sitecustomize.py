@@ -5,7 +5,7 @@ script's PYTHONPATH. A sitecustomize because the script then runs exactly as `py
 no wrapper, and its own Python subprocesses (workers, MPI ranks) inherit the binding through PYTHONPATH.
 Python imports only the first sitecustomize on its path, so this one runs the one it hides, if any.
 Only the standard library is imported here: the SDK, slow to import, is bound when the script imports
-azureml.core.run, and the run is looked up (azureml_offline.engine.script_binding) when the script asks for it.
+azureml.core (azureml_offline.engine.script_binding), and the run is looked up when the script asks for it.
 """
 
 import importlib.abc
@@ -16,10 +16,10 @@ import sys
 
 
 class _BindWhenImported(importlib.abc.MetaPathFinder):
-    """Finds azureml.core.run as usual, and replaces Run.get_context once the module has run."""
+    """Finds azureml.core as usual, and binds the script to its offline run once the package has run."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "azureml.core.run":
+        if name != "azureml.core":
             return None
         sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(name, path)
@@ -27,16 +27,12 @@ class _BindWhenImported(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
-            module.Run.get_context = classmethod(_offline_context)
+            import azureml_offline.engine.script_binding  # here, not above: only a script that uses the SDK pays
+
+            azureml_offline.engine.script_binding.bind()
 
         spec.loader.exec_module = exec_module
         return spec
-
-
-def _offline_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
-    import azureml_offline.engine.script_binding  # here, not above: only a script that asks for its run pays for it
-
-    return azureml_offline.engine.script_binding.current_run()
 
 
 def _run_hidden_sitecustomize():
