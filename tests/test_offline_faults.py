@@ -77,7 +77,6 @@ def finished(tmp_path_factory):
         (lambda ws, run: run.log_list("a", 5), UserErrorException),
         (lambda ws, run: run.log_row("t", a=object()), AzureMLException),  # the SDK's own check's
         (lambda ws, run: run.tag(None, "v"), UserErrorException),
-        (lambda ws, run: run.tag("k", object()), UserErrorException),
         (
             lambda ws, run: Experiment(ws, "e").submit(
                 script_config_at(str(backend_of(run).folder_of(run).snapshot)), tags=["a"]

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 from azureml.core.compute import AmlCompute
 from azureml.exceptions import (
@@ -202,9 +204,13 @@ def test_models_are_versioned_and_immutable(finished_run, workspace, tmp_path):
 
 def test_a_failed_registration_leaves_nothing_behind(workspace, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "weights.bin").write_text("w")
-    with pytest.raises(UserErrorException, match="object"):
-        Model.register(workspace, "weights.bin", "unwritable", tags={"a": object()})
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_text("w")
+    os.symlink(tmp_path / "gone", tmp_path / "model" / "dangling")
+    with pytest.raises(shutil.Error, match="dangling"):  # found while copying, after weights.bin
+        Model.register(workspace, "model", "unwritable")
+    with pytest.raises(TypeError, match="float32"):  # the SDK's own: JSON cannot write it
+        Model.register(workspace, "model/weights.bin", "unwritable", tags={"accuracy": np.float32(0.98)})
     assert list((backend_of(workspace).root / ".staging").iterdir()) == []  # no staged version, no temporary model.json
     assert "unwritable" not in backend_of(workspace).model_names()
 

@@ -4,6 +4,7 @@ script, tags and properties, finding runs by the SDK's filters, snapshots and fi
 import os
 import zipfile
 
+import numpy as np
 import pytest
 from azureml._restclient.exceptions import ServiceException
 from azureml.exceptions import SnapshotException, UserErrorException
@@ -157,8 +158,9 @@ def test_tags_are_set_changed_and_removed(experiment):
     run.tag("quality", "great run")
     run.set_tags({"quality": "fantastic run", "epochs": 3})
     run.tag("worth another look")
+    run.set_tags({"seed": np.int64(1), "layers": [64, 32]})  # strings, as the SDK's _sanitize_tags sends them
     run.remove_tags(["quality", "never set"])
-    assert run.get_tags() == {"epochs": "3", "worth another look": None}
+    assert run.get_tags() == {"epochs": "3", "worth another look": None, "seed": "1", "layers": "[64, 32]"}
     assert Run(experiment, run.id).tags == run.get_tags()  # recorded, as another process reads them
     with pytest.raises(UserErrorException):
         run.remove_tags("epochs")  # a list of names, not one

@@ -1,6 +1,7 @@
 """The Backend's registered models: registering, querying, updating and deleting their versions."""
 
 import functools
+import json
 
 from azureml._model_management._util import model_name_validation, populate_model_not_found_details
 from azureml.exceptions import UserErrorException, WebserviceException
@@ -49,12 +50,14 @@ class ModelRules:
         for what, value in (("tags", tags), ("properties", properties)):
             if value is not None and not isinstance(value, dict):
                 raise WebserviceException(f"Error, {what} must be a dict, not {type(value).__name__}")
+        # As the SDK's _register_with_asset: a value JSON cannot write (a NumPy number) is its TypeError.
+        tags, properties = (json.loads(json.dumps(value or {})) for value in (tags, properties))
         return self.folder.new_model_version(
             name,
             source,
             {
-                "tags": dict(tags or {}),
-                "properties": dict(properties or {}),
+                "tags": tags,
+                "properties": properties,
                 "description": description,
                 "framework": framework,
                 "frameworkVersion": framework_version,

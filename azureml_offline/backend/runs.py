@@ -459,15 +459,13 @@ class RunRules:
 
 def tag_values(tags, what):
     """`tags` (or properties), a dict, as Azure stores them: names are non-empty strings, values strings or
-    None (a number or bool becomes a string, as the SDK sends it)."""
+    None (any other value becomes its str(), as the SDK's _sanitize_tags sends it: a NumPy number, a list)."""
     if not isinstance(tags, dict):
         raise UserErrorException(f"{what} must be a dict, not {type(tags).__name__}")
     stored = {}
     for key, value in tags.items():
         if not isinstance(key, str) or not key:
             raise UserErrorException(f"A name of {what} is a non-empty string, not {key!r}")
-        if not isinstance(value, (str, int, float, bool, type(None))):
-            raise UserErrorException(f"The value of {key!r} in {what} is a string, not {type(value).__name__}")
         stored[key] = value if value is None else str(value)
     return stored
 
