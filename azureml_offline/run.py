@@ -8,6 +8,7 @@ notebook append, the snapshot, and the run's files.
     with experiment.start_logging() as run: # ... completed at the end of the block, or failed if it raises
 """
 
+import io
 import json
 import logging
 import os
@@ -451,16 +452,21 @@ class Run:
     def get_file_names(self):
         return self._folder.file_names()
 
-    def upload_file(self, name, path_or_stream):
-        """Store a local file (or a binary stream) as the run's file `name`."""
+    def upload_file(self, name, path_or_stream, datastore_name=None):
+        """Store a local file or a stream as the run's file `name`, as the SDK's ArtifactsClient.upload_artifact
+        takes them: a path as a str (a missing file is its FileNotFoundError) or an io stream, nothing else."""
+        if isinstance(path_or_stream, str):
+            with open(path_or_stream, "rb") as f:
+                data = f.read()
+        elif isinstance(path_or_stream, io.IOBase):
+            data = path_or_stream.read()
+            data = data.encode() if isinstance(data, str) else data
+        else:
+            raise UserErrorException(
+                f"UnsupportedType: type {type(path_or_stream)} is invalid, supported input types: file path or file"
+            )
         target = self._folder.file(name)
         try:
-            if isinstance(path_or_stream, (str, os.PathLike)):
-                data = Path(path_or_stream).read_bytes()
-            elif hasattr(path_or_stream, "read"):
-                data = path_or_stream.read()
-            else:
-                raise UserErrorException(f"upload_file takes a file path or a binary stream, not {path_or_stream!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         except OSError as error:
@@ -509,13 +515,31 @@ class Run:
             target = target / source.name
         copy_out(source, target)
 
-    def download_files(self, prefix=None, output_directory=None, *, append_prefix=True):
-        """Copy the run's files whose names start with prefix into output_directory (default: here)."""
-        output_directory = Path(output_directory or ".")
-        for name in self.get_file_names():
-            if name.startswith(prefix or ""):
-                relative = name if append_prefix else name[len(prefix or "") :].lstrip("/")
-                copy_out(self._folder.file(name), files.inside(output_directory, relative))
+    def download_files(
+        self,
+        prefix=None,
+        output_directory=None,
+        output_paths=None,
+        batch_size=100,
+        append_prefix=True,
+        timeout_seconds=None,
+    ):
+        """Copy the run's files in the folder `prefix` (all, without one) to output_paths, one per file (else their
+        names), under output_directory if given; as the SDK's download_artifacts_from_prefix, append_prefix=False
+        takes the prefix off the names only then."""
+        prefix = (prefix or "").replace("\\", "/")
+        prefix += "/" if prefix and not prefix.endswith("/") else ""
+        names = [name for name in self.get_file_names() if name.startswith(prefix)]
+        targets = names if output_paths is None else list(output_paths)
+        if len(targets) != len(names) or len(set(targets)) != len(targets):
+            logger.warning("output_paths is not one distinct path for each file; downloading to the files' names")
+            targets = names
+        if output_directory is not None:
+            if not append_prefix and output_paths is None:
+                targets = [target.replace(prefix, "", 1) for target in targets]
+            targets = [os.path.join(output_directory, target) for target in targets]
+        for name, target in zip(names, targets, strict=True):
+            copy_out(self._folder.file(name), Path(target))
 
     def register_model(
         self,

@@ -69,7 +69,7 @@ def finished(tmp_path_factory):
         (lambda ws, run: run.download_file(None), UserErrorException),
         (lambda ws, run: run.download_file("outputs/model.txt", __file__ + "/under-a-file"), UserErrorException),
         (lambda ws, run: run.download_files(output_directory=__file__), UserErrorException),
-        (lambda ws, run: run.upload_file("x.txt", "/no/such/file"), UserErrorException),
+        (lambda ws, run: run.upload_file("x.txt", "/no/such/file"), FileNotFoundError),  # the SDK's open()
         (lambda ws, run: run.upload_file("x.txt", None), UserErrorException),
         (lambda ws, run: run.log("a", [1, 2]), UserErrorException),
         (lambda ws, run: run.log("a", range(3)), UserErrorException),

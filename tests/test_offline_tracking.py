@@ -1,6 +1,7 @@
 """Tracking offline as on Azure: interactive runs (Experiment.start_logging), child runs from a notebook and from a
 script, tags and properties, finding runs by the SDK's filters, snapshots and files, experiments' own records."""
 
+import io
 import os
 import zipfile
 
@@ -189,6 +190,25 @@ def test_upload_folder_follows_no_link_out_of_the_folder(experiment, tmp_path):
     assert {"a.txt", "b.txt"} <= set(run.get_file_names())
     with pytest.raises(TypeError):
         run.upload_files(["a.txt"], [])
+
+
+def test_files_go_up_and_down_as_the_sdk_s_artifacts_client_takes_them(experiment, notebook):
+    """upload_file takes a path as a str or a stream, nothing else; download_files' prefix is a folder, and
+    append_prefix=False takes it off under an output_directory (the SDK's artifacts_client.py)."""
+    run = experiment.start_logging(outputs=False, snapshot_directory=None)
+    run.upload_file("outputs/model.npz", "analysis.py")
+    run.upload_file("outputs_old/model.npz", io.BytesIO(b"old"))
+    run.upload_file("outputs.json", io.StringIO("{}"))
+    with pytest.raises(UserErrorException, match="UnsupportedType"):
+        run.upload_file("p.txt", notebook / "analysis.py")
+    with pytest.raises(FileNotFoundError):
+        run.upload_file("m.txt", "missing.txt")
+    run.download_files(prefix="outputs", output_directory="all")
+    run.download_files(prefix="outputs", output_directory="bare", append_prefix=False)
+    run.download_files(prefix="outputs_old", output_paths=["old.npz"])
+    downloaded = sorted(str(path.relative_to(notebook)) for path in notebook.rglob("*") if path.is_file())
+    assert downloaded == ["all/outputs/model.npz", "analysis.py", "bare/model.npz", "old.npz"]
+    assert (notebook / "old.npz").read_bytes() == b"old"
 
 
 def test_get_all_logs_writes_each_log_and_returns_the_paths(experiment, tmp_path):
