@@ -69,7 +69,8 @@ class Workspace:
 
     @property
     def experiments(self):
-        return {name: Experiment(self, name) for name in self.backend.experiment_names()}
+        """The active experiments, as the SDK's (Experiment.list's default)."""
+        return {experiment.name: experiment for experiment in Experiment.list(self)}
 
     @property
     def webservices(self):

@@ -228,6 +228,7 @@ def test_an_experiment_keeps_its_id_tags_and_archived_state(fresh_workspace, not
     experiment.archive()
     assert experiment.archived_time is not None
     assert [found.name for found in Experiment.list(fresh_workspace)] == ["other"]
+    assert list(fresh_workspace.experiments) == ["other"]  # the SDK's: Experiment.list's active ones
     assert [found.name for found in Experiment.list(fresh_workspace, view_type="ArchivedOnly", tags="team")] == ["kept"]
     experiment.reactivate()
     assert len(Experiment.list(fresh_workspace)) == 2
