@@ -2,10 +2,12 @@
 starts interactive runs, and keeps the experiment's tags and archived state."""
 
 from azureml._base_sdk_common.common import check_valid_resource_name
+from azureml._base_sdk_common.tracking import global_tracking_info_registry
 from azureml._logging import ChainedIdentity
 from azureml.core._docs import get_docs_url
 from azureml.core.experiment import Experiment as SdkExperiment
 from azureml.core.experiment import ViewType
+from azureml.core.script_run_config import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 
 from . import estimators, hyperdrive
@@ -125,7 +127,10 @@ class Experiment:
             return Run(self, folder.run_id)
         if kwargs:
             raise UserErrorException(f"Experiment.submit(ScriptRunConfig) takes no {sorted(kwargs)}")
-        folder = backend.submit_run(self._name, config, tags, **named)
+        # As the SDK's ScriptRunConfig submit: the source directory's git state as the run's properties.
+        is_script_run = isinstance(config, ScriptRunConfig)  # else the backend says what it takes
+        properties = global_tracking_info_registry.gather_all(config.source_directory) if is_script_run else None
+        folder = backend.submit_run(self._name, config, tags, **named, properties=properties)
         processes = folder.process_count()
         how = f"mpiexec runs {processes} processes of" if processes else "this Python runs"
         print(

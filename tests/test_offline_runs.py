@@ -148,6 +148,20 @@ def test_the_script_s_sdk_calls_reach_its_run_s_workspace(tmp_path, monkeypatch)
     assert "same workspace: ['from-a-script']" in log and "a Run: True" in log
 
 
+def test_a_submitted_run_records_the_source_directory_s_git_state(workspace, tmp_path):
+    """As the SDK's ScriptRunConfig submit does (global_tracking_info_registry): branch, commit, dirty."""
+    config = script_config(tmp_path, "print('ran')")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q", "-b", "main"], ["add", "train.py"], ["commit", "-q", "-m", "first"]):
+        subprocess.run(git + command, check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    run = Experiment(workspace, "git-state").submit(config)
+    properties = run.get_properties()
+    assert (properties["azureml.git.branch"], properties["azureml.git.commit"]) == ("main", commit)
+    assert properties["azureml.git.dirty"] == "False" and properties["mlflow.source.git.commit"] == commit
+    run.wait_for_completion()
+
+
 def test_the_snapshot_leaves_out_a_workspace_inside_source_directory(tmp_path, monkeypatch):
     source = tmp_path / "src"
     monkeypatch.setenv("AZUREML_OFFLINE_DIR", str(source / "my-workspace"))  # not named .azureml-offline

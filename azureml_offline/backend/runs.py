@@ -194,7 +194,7 @@ class RunRules:
         """The runner (or sweep driver) process, a Popen, that this process started for run `run_id`, or None."""
         return self._runners.get(run_id)
 
-    def submit_run(self, experiment, config, tags=None, run_id=None, parent_id=None, arguments=()):
+    def submit_run(self, experiment, config, tags=None, run_id=None, parent_id=None, arguments=(), properties=None):
         """Snapshot ScriptRunConfig `config`'s source directory and start its script in a runner process; return
         the new run's RunFolder. A sweep's child has run_id and parent_id, and its hyperparameters as more
         `arguments`."""
@@ -218,7 +218,7 @@ class RunRules:
         }
         if parent_id:
             record["parentRunId"] = parent_id
-        return self._start(experiment, record, tags, config.source_directory, RUNNER)
+        return self._start(experiment, record, tags, config.source_directory, RUNNER, properties)
 
     def submit_sweep(self, experiment, run_id, config, settings, tags, properties):
         """Record a sweep's parent run (what each child runs, ScriptRunConfig `config`, and the sweep's
