@@ -20,7 +20,7 @@ from azureml.core.compute_target import AbstractComputeTarget
 from azureml.exceptions import ComputeTargetException
 
 from .azure_only import needs_azure
-from .backend import backend_of, is_valid_compute_name
+from .backend import backend_of
 from .run import Run
 from .state import files
 from .state.layout import TERMINAL_STATES
@@ -51,19 +51,31 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
 
     def __init__(self, workspace, name):
         self._backend = backend_of(workspace)
-        self._definition = self._backend.compute(name)  # ComputeTargetNotFound, as Azure's
+        definition = self._backend.compute(name)  # ComputeTargetNotFound, as Azure's
         super().__init__("AmlCompute", name)
         self.workspace = workspace
+        self._read(definition)
+
+    def _read(self, definition):
+        """Set the SDK's AmlCompute attributes from the recorded target; what only Azure records is None."""
+        self._definition = definition
+        self.vm_size, self.vm_priority = definition["vmSize"], definition["vmPriority"]
+        self.scale_settings = ScaleSettings.deserialize(definition["scaleSettings"])
+        self.tags, self.description = definition.get("tags"), definition.get("description")
+        self.provisioning_state, self.provisioning_errors, self.is_attached = "Succeeded", None, False
+        self.status = self.get_status()
+        self.location = self.workspace.location
+        # Azure's resource ids and times, the VNet, the login, identities.
+        self.id = self.cluster_resource_id = self.cluster_location = self.created_on = self.modified_on = None
+        self.vnet_resourcegroup_name = self.vnet_name = self.subnet_name = self.remote_login_port_public_access = None
+        self.admin_username = self.admin_user_password = self.admin_user_ssh_key = None
+        self.identity_type = self.identity_id = None
 
     provisioning_configuration = staticmethod(AmlCompute.provisioning_configuration)  # the SDK's own
 
     @staticmethod
     def create(workspace, name, provisioning_configuration):
         """Record the target (as Azure's create does, replacing one of the same name) and return it."""
-        if not is_valid_compute_name(name):
-            raise ComputeTargetException(
-                f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, starting with a letter"
-            )
         if not isinstance(provisioning_configuration, AmlComputeProvisioningConfiguration):
             raise ComputeTargetException(
                 "Offline, ComputeTarget.create takes AmlCompute.provisioning_configuration(...), "
@@ -76,6 +88,8 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
                 "vmSize": provisioning_configuration.vm_size,
                 "vmPriority": provisioning_configuration.vm_priority,
                 "scaleSettings": provisioning_configuration.scale_settings.serialize(),
+                "tags": provisioning_configuration.tags,
+                "description": provisioning_configuration.description,
             },
         )
         return ComputeTarget(workspace, name)
@@ -138,11 +152,12 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
             ),
         )
         configuration.validate_configuration()
-        self._definition = {**self._definition, "scaleSettings": configuration.scale_settings.serialize()}
-        self._backend.create_compute(self.name, self._definition)
+        definition = {**self._definition, "scaleSettings": configuration.scale_settings.serialize()}
+        self._backend.create_compute(self.name, definition)
+        self._read(definition)
 
     def refresh_state(self):
-        self._definition = self._backend.compute(self.name)
+        self._read(self._backend.compute(self.name))
 
     def list_nodes(self):
         """The cluster's one node, this machine, as get_status() counts it."""
@@ -164,6 +179,7 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     def delete(self):
         """Remove the target from the workspace folder; the runs made on it keep their records."""
         self._backend.delete_compute(self.name)  # ComputeTargetNotFound if it is gone
+        self.provisioning_state = "Deleting"  # as the SDK sets it
 
     # What only Azure's resource provider has: identities, attached resources, its own records.
     add_identity = refused("add_identity", NO_IDENTITY)

@@ -1,7 +1,9 @@
 """Runs in the offline workspace: real subprocesses, real files, the SDK's shapes and exceptions."""
 
+import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -12,6 +14,7 @@ import threading
 import numpy as np
 import pytest
 from azureml.core.compute import AmlCompute
+from azureml.core.compute import ComputeTarget as SdkComputeTarget
 from azureml.exceptions import (
     ActivityFailedException,
     ComputeTargetException,
@@ -304,14 +307,34 @@ def test_compute_targets_and_their_errors(workspace, tmp_path):
         ComputeTarget.create(workspace, "bad", AmlCompute.provisioning_configuration(max_nodes=-1))
     with pytest.raises(ComputeTargetException):
         ComputeTarget.create(workspace, "../escape", AmlCompute.provisioning_configuration(max_nodes=1))
+    with pytest.raises(UserErrorException, match="local is a reserved name"):  # the SDK's own check
+        ComputeTarget.create(workspace, "local", AmlCompute.provisioning_configuration(max_nodes=1))
     target = ComputeTarget.create(workspace, "cpu", AmlCompute.provisioning_configuration(max_nodes=2))
     status = target.get_status().serialize()
     assert status["scaleSettings"]["maxNodeCount"] == 2 and "CPU cores" in status["vmSize"]
     with pytest.raises(ComputeTargetException):
         Experiment(workspace, "classic").submit(script_config(tmp_path, "pass", compute_target="nowhere"))
     target.delete()
+    assert target.provisioning_state == "Deleting"  # as the SDK sets it
     with pytest.raises(ComputeTargetException):
         ComputeTarget(workspace=workspace, name="cpu")
+
+
+def test_a_target_has_the_sdk_s_attributes(workspace):
+    """Those that AmlCompute's and ComputeTarget's _initialize set, read from the installed SDK; samples print
+    provisioning_state, status.serialize() and scale_settings."""
+    sdk = {
+        name
+        for method in (AmlCompute._initialize, SdkComputeTarget._initialize)
+        for name in re.findall(r"self\.([a-z]\w*) = ", inspect.getsource(method))
+    }
+    configuration = AmlCompute.provisioning_configuration(vm_size="STANDARD_NC6", max_nodes=4, description="GPUs")
+    target = ComputeTarget.create(workspace, "attributes", configuration)
+    assert sorted(name for name in sdk if not hasattr(target, name)) == []
+    assert (target.provisioning_state, target.vm_size, target.description) == ("Succeeded", "STANDARD_NC6", "GPUs")
+    assert target.status.serialize()["provisioningState"] == "Succeeded"
+    target.update(max_nodes=2)
+    assert target.scale_settings.maximum_node_count == 2
 
 
 def test_a_target_updates_lists_its_node_and_its_active_runs_and_says_what_needs_azure(workspace, tmp_path):

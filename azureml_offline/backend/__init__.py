@@ -18,7 +18,7 @@ services.py (web services). This module opens Backends and finds the Backend of 
 """
 
 from ..state.layout import WorkspaceFolder
-from .computes import ComputeRules, is_valid_compute_name
+from .computes import ComputeRules
 from .environments import EnvironmentRules, is_curated
 from .models import ModelRules
 from .runs import SNAPSHOT_ID, RunRules, run_definition
@@ -32,7 +32,6 @@ __all__ = [
     "backend_of",
     "copy_app",
     "is_curated",
-    "is_valid_compute_name",
     "name_taken",
     "open_backend",
     "open_run_folder",

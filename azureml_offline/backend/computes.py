@@ -2,10 +2,11 @@
 
 import re
 
-from azureml.exceptions import ComputeTargetException
+from azureml.exceptions import ComputeTargetException, UserErrorException
 
 # Azure's rule for compute names; it also keeps the name a plain file name.
 COMPUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
+RESERVED_NAMES = ("amlcompute", "local", "containerinstance")  # ComputeTarget.create's, in the SDK
 
 
 def is_valid_compute_name(name):
@@ -33,6 +34,8 @@ class ComputeRules:
 
     def create_compute(self, name, definition):
         """Record compute target `name` (replacing one of that name, as Azure's create does)."""
+        if name in RESERVED_NAMES:  # the SDK's own check
+            raise UserErrorException(f"Please specify a different target name. {name} is a reserved name.")
         if not is_valid_compute_name(name):
             raise ComputeTargetException(
                 f"Invalid compute name {name!r}: 2 to 16 letters, digits or hyphens, starting with a letter"
