@@ -14,16 +14,20 @@ import time
 
 import requests
 from azureml._model_management._util import webservice_name_validation
+from azureml.core.environment import Environment
 from azureml.core.model import InferenceConfig
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
 from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
 from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration
+from azureml.core.webservice.webservice import ContainerResourceRequirements
 from azureml.core.webservice.webservice import Webservice as SdkWebservice
 from azureml.exceptions import WebserviceException
+from dateutil.parser import parse as parse_time
 
 from .azure_only import needs_azure
 from .backend import ACI, LOCAL, backend_of, name_taken
+from .environment import from_definition
 
 POLL_SECONDS = 0.1
 # run()'s wait for an answer (AKS's default scoring_timeout_ms): a run() that hangs is an error, not a hang.
@@ -69,6 +73,14 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
         f"{service._host}" + (f"; environment '{environment.name}' is not built." if environment else ".")
     )
     return service
+
+
+def environment_of(definition):
+    """The Environment the service was deployed with, or None."""
+    environment = definition.get("environment")
+    if isinstance(environment, str):  # recorded by an earlier version of this package: the name alone
+        return Environment(environment)
+    return from_definition(environment) if environment else None
 
 
 # --- the SDK's classes -------------------------------------------------------------------------------------------
@@ -140,8 +152,8 @@ class Webservice:
             "tags": self.tags,
             "properties": self.properties,
             "state": self.state,
-            "createdTime": self.created_time,
-            "updatedTime": None,
+            "createdTime": self.created_time.isoformat(),
+            "updatedTime": self.updated_time.isoformat() if self.updated_time else None,
             "error": self.error,
             "computeType": self.compute_type,
             "workspaceName": self.workspace.name,
@@ -181,8 +193,20 @@ class Webservice:
         self.description = definition["description"]
         self.tags = definition["tags"]
         self.properties = definition["properties"]
-        self.created_time = definition["createdTime"]
-        self.models = definition["modelIds"]
+        self.created_time = parse_time(definition["createdTime"])
+        self.updated_time = parse_time(definition["updatedTime"]) if definition.get("updatedTime") else None
+        self.models = definition["modelIds"]  # ids: Model objects would make model.py and this import each other
+        self.environment = environment_of(definition)
+        configuration = definition.get("configuration", {})
+        self.container_resource_requirements = ContainerResourceRequirements(
+            configuration.get("cpuCores"), configuration.get("memoryGb")
+        )
+        self.location = workspace.location
+        self.ssl_enabled = self.enable_app_insights = self.token_auth_enabled = False
+        # What only Azure has: images, TLS, DNS names, networks, encryption, who deployed it.
+        self.image = self.image_id = self.image_digest = self.created_by = None
+        self.ssl_certificate = self.ssl_key = self.cname = self.public_ip = self.public_fqdn = None
+        self.encryption_properties = self.vnet_configuration = None
         self._backend = backend_of(workspace)
         self._definition = definition
         self._session = requests.Session()
@@ -362,6 +386,11 @@ class AciWebservice(Webservice):
         models=None,
         inference_config=None,
     ):
+        arguments = (image, tags, properties, description, auth_enabled, ssl_enabled, ssl_cert_pem_file)
+        arguments += (ssl_key_pem_file, ssl_cname, enable_app_insights, models, inference_config)
+        if all(value is None or value == "" for value in arguments):
+            raise WebserviceException("No parameters provided to update.")
+        SdkAciWebservice._validate_update(self, *arguments)  # the SDK's checks: models need an inference_config
         azure_only = {
             "image": image,
             "ssl_enabled": ssl_enabled,

@@ -1,8 +1,10 @@
 """Offline web services: score.py in azmlinfsrv, reached over HTTP as a client program would, with the SDK's surface."""
 
 import contextlib
+import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +20,8 @@ import pytest
 import requests
 from azureml.core.environment import Environment
 from azureml.core.model import InferenceConfig
+from azureml.core.webservice import AciWebservice as SdkAciWebservice
+from azureml.core.webservice import Webservice as SdkWebservice
 from azureml.exceptions import UserErrorException, WebserviceException
 from helpers import REPO, alive, eventually
 
@@ -290,6 +294,8 @@ def test_a_service_outlives_the_process_that_deployed_it_and_stops_when_its_fold
             f"""
 import sys
 from azureml.core.model import InferenceConfig
+from azureml.core.webservice import AciWebservice as SdkAciWebservice
+from azureml.core.webservice import Webservice as SdkWebservice
 from azureml_offline.model import Model
 from azureml_offline.webservice import AciWebservice
 from azureml_offline.workspace import workspace_at
@@ -357,6 +363,10 @@ def test_a_local_service_reloads_and_updates_as_microsoft_s_deploy_to_local_note
     local.wait_for_deployment()
     try:
         assert local.run("{}") == ["first", "hello"]
+        assert (local.environment.name, local.environment.environment_variables) == (
+            "local-deploy",
+            {"GREETING": "hello"},
+        )
         (tmp_path / "score.py").write_text(RELOADED.format(answer="second"))
         monkeypatch.chdir(tmp_path.parent)  # copied again from where it was deployed from, not from here
         local.reload()
@@ -368,6 +378,12 @@ def test_a_local_service_reloads_and_updates_as_microsoft_s_deploy_to_local_note
             local.update(deployment_config=OPEN)
         with pytest.raises(WebserviceException, match="needs an Azure ML workspace"):
             local.deploy_to_cloud()
+        # The notebook's deploy cell run again: the SDK replaces a local service of that name, overwrite or not.
+        monkeypatch.chdir(tmp_path)
+        local = Model.deploy(
+            env["workspace"], "reloaded", [env["model"]], config, LocalWebservice.deploy_configuration()
+        )
+        assert local.run("{}") == ["second", "hello"]
     finally:
         local.delete()
 
@@ -553,3 +569,19 @@ def test_tags_and_properties_are_added_and_removed_as_the_sdk_does(own_service):
     assert found.tags == {"stage": "test"}
     assert found.properties["approved"] == "yes"
     assert [each.name for each in Webservice.list(own_service.workspace, tags=[["stage", "test"]])] == [found.name]
+    assert found.updated_time > found.created_time  # datetimes, as the SDK's
+    with pytest.raises(WebserviceException, match="No parameters provided to update"):  # the SDK's checks
+        found.update()
+    with pytest.raises(WebserviceException, match='both "models" and "inference_config"'):
+        found.update(models=[Model(found.workspace, id=found.models[0])])
+
+
+def test_a_service_has_the_sdk_s_attributes(service, env):
+    """Those that the SDK's Webservice and AciWebservice set, read from the installed SDK's source."""
+    sdk = {
+        name
+        for sdk_class in (SdkWebservice, SdkAciWebservice)
+        for name in re.findall(r"self\.([a-z]\w*) = ", inspect.getsource(sdk_class))
+    }
+    assert sorted(name for name in sdk if not hasattr(service, name)) == []
+    assert service.environment is None and service.container_resource_requirements.cpu == 1  # as deployed (ACI)

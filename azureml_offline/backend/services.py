@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 from azureml._model_management._constants import ALL_WEBSERVICE_TYPES
+from azureml.core.environment import Environment
 from azureml.core.model import InferenceConfig
 from azureml.exceptions import SnapshotException, WebserviceException
 
@@ -65,8 +66,11 @@ class ServiceRules:
         """Publish service `name` (its app, models, keys and definition) and start its server. `kind` is ACI or
         LOCAL; `settings` the definition's description, tags, properties and configuration."""
         server.azmlinfsrv()  # fails before anything is written if the server is not installed
-        if self.service_definition(name) is not None:
-            if not overwrite:
+        existing = self.service_definition(name)
+        if existing is not None:
+            # A local deployment replaces the local service of its name whatever `overwrite` says, as the SDK's
+            # LocalWebservice._deploy replaces the container (re-running a notebook's cell works).
+            if not (overwrite or kind == LOCAL == existing["computeType"]):
                 raise name_taken(name)
             self.delete_service(name)
         definition = {
@@ -107,12 +111,12 @@ class ServiceRules:
         configuration: cpuCores, memoryGb, port) or `copy_again` (the app copied again from where it came from,
         as LocalWebservice.reload() and update() do) restart the server."""
         service = self.folder.service(name)
-        definition = files.read_json(service.definition)
+        definition = {**files.read_json(service.definition), "updatedTime": files.utc_now()}
         if tags is not None:
             definition["tags"] = dict(tags)
         if properties is not None:
             definition["properties"].update(properties)
-        if description is not None:
+        if description:  # as the SDK's update: an empty description changes nothing
             definition["description"] = description
         if auth_enabled is not None:
             service.write_keys(dict(files.read_json(service.keys), authEnabled=bool(auth_enabled)))
@@ -256,9 +260,10 @@ def app_source(name, definition):
 
 
 def environment_record(environment):
-    """What a service's definition records of its environment: the name, and the variables the server gets."""
+    """What a service's definition records of its environment: the SDK's serialized Environment, and the variables
+    the server gets."""
     return {
-        "environment": environment.name if environment else None,
+        "environment": Environment._serialize_to_dict(environment) if environment else None,
         "environmentVariables": dict(environment.environment_variables or {}) if environment else {},
     }
 
