@@ -321,12 +321,12 @@ def test_compute_targets_and_their_errors(workspace, tmp_path):
 
 
 def test_a_target_has_the_sdk_s_attributes(workspace):
-    """Those that AmlCompute's and ComputeTarget's _initialize set, read from the installed SDK; samples print
+    """Those that the SDK's AmlCompute and ComputeTarget set, read from the installed SDK's source; samples print
     provisioning_state, status.serialize() and scale_settings."""
     sdk = {
         name
-        for method in (AmlCompute._initialize, SdkComputeTarget._initialize)
-        for name in re.findall(r"self\.([a-z]\w*) = ", inspect.getsource(method))
+        for sdk_class in (AmlCompute, SdkComputeTarget)
+        for name in re.findall(r"self\.([a-z]\w*) = ", inspect.getsource(sdk_class))
     }
     configuration = AmlCompute.provisioning_configuration(vm_size="STANDARD_NC6", max_nodes=4, description="GPUs")
     target = ComputeTarget.create(workspace, "attributes", configuration)
