@@ -64,9 +64,9 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
         self.tags, self.description = definition.get("tags"), definition.get("description")
         self.provisioning_state, self.provisioning_errors, self.is_attached = "Succeeded", None, False
         self.status = self.get_status()
-        self.location = self.workspace.location
+        self.location = self.cluster_location = self.workspace.location  # one place (ScriptRunConfig warns if not)
         # Azure's resource ids and times, the VNet, the login, identities.
-        self.id = self.cluster_resource_id = self.cluster_location = self.created_on = self.modified_on = None
+        self.id = self.cluster_resource_id = self.created_on = self.modified_on = None
         self.vnet_resourcegroup_name = self.vnet_name = self.subnet_name = self.remote_login_port_public_access = None
         self.admin_username = self.admin_user_password = self.admin_user_ssh_key = None
         self.identity_type = self.identity_id = None
