@@ -278,8 +278,12 @@ class Model:
         model = Model(workspace, model_name, version=version)
         return str(backend_of(workspace).model_entry(model.name, model.version))
 
-    def download(self, target_dir=".", exist_ok=False):
+    def download(self, target_dir=".", exist_ok=False, exists_ok=None):
         """Copy the model's file or folder into target_dir and return its path there."""
+        if exists_ok is not None:  # the SDK's own check, which exist_ok's default of False always trips
+            if exist_ok is not None:
+                raise WebserviceException("Both exists_ok and exist_ok are set. Please use exist_ok only.")
+            exist_ok = exists_ok
         source = backend_of(self).model_entry(self.name, self.version)
         target = Path(target_dir) / source.name
         if target.exists() and not exist_ok:

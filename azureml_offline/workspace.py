@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 class Workspace:
     """A workspace whose experiments, runs, compute targets and models live in state.layout.workspace_dir()."""
 
-    def __init__(self, subscription_id, resource_group, workspace_name):
-        # The ids name an Azure workspace; offline there is one workspace, kept in state.layout.workspace_dir().
+    def __init__(self, subscription_id, resource_group, workspace_name, auth=None, *, sku="basic", tags=None):
+        # The ids and credentials name an Azure workspace; offline there is one workspace, kept in
+        # state.layout.workspace_dir().
         if workspace_name != NAME:
             raise UserErrorException(
                 f"No offline workspace named {workspace_name!r}: the offline workspace is {NAME!r}"
@@ -44,7 +45,7 @@ class Workspace:
         return Workspace(OFFLINE_ID, OFFLINE_ID, NAME)
 
     @staticmethod
-    def get(name, auth=None, subscription_id=None, resource_group=None):
+    def get(name, auth=None, subscription_id=None, resource_group=None, location=None, cloud="AzureCloud", id=None):
         return Workspace(OFFLINE_ID, OFFLINE_ID, name)
 
     @property

@@ -117,7 +117,9 @@ def test_the_switch_covers_every_module_that_a_replaced_class_is_imported_from()
 # What the notebook and the classic (2019) tutorial call, and the SDK parameters that the stand-in does not take:
 # they need Azure (data sets, deployment resources) or are the SDK's private (_name) or catch-all (**kwargs) ones.
 CALLED = [
+    (workspace.Workspace, Workspace, "__init__", set()),
     (workspace.Workspace, Workspace, "from_config", set()),
+    (workspace.Workspace, Workspace, "get", set()),
     (experiment.Experiment, Experiment, "__init__", set()),
     (experiment.Experiment, Experiment, "submit", set()),
     (compute.ComputeTarget, AmlCompute, "__init__", set()),
@@ -131,9 +133,12 @@ CALLED = [
     (run.Run, Run, "get_status", set()),
     (run.Run, Run, "get_file_names", set()),
     (run.Run, Run, "download_file", set()),
+    (run.Run, Run, "download_files", set()),
+    (run.Run, Run, "upload_file", set()),
     (run.Run, Run, "register_model", set()),
     (model.Model, Model, "register", set()),
     (model.Model, Model, "deploy", set()),
+    (model.Model, Model, "download", set()),
     (webservice.AciWebservice, AciWebservice, "deploy_configuration", set()),
     (webservice.AciWebservice, AciWebservice, "wait_for_deployment", set()),
     (webservice.AciWebservice, AciWebservice, "get_logs", set()),

@@ -180,6 +180,12 @@ def test_register_checks_the_path_as_the_sdk_does(fresh_workspace, tmp_path, tmp
     assert backend_of(fresh_workspace).model_names() == []
 
 
+def test_download_s_deprecated_exists_ok_is_refused_as_the_sdk_refuses_it(models, tmp_path):
+    """SDK 1.61 checks `exist_ok is not None`, which its default of False always is."""
+    with pytest.raises(WebserviceException, match="Both exists_ok and exist_ok are set"):
+        Model(models, id="mnist:1").download(str(tmp_path), exists_ok=True)
+
+
 def test_what_needs_azure_says_so(models):
     model = Model(models, id="mnist:1")
     for call in (model.get_sas_urls, lambda: Model.package(models, [model])):
