@@ -56,6 +56,7 @@ class Run:
         self._experiment = experiment
         self._folder = folder
         self._id = folder.run_id
+        self._status = None  # read when first asked for, then kept: see `status`
 
     @classmethod
     def get_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
@@ -178,10 +179,22 @@ class Run:
 
     @property
     def status(self):
-        return self.get_status()
+        """The status as last read (first asked for, or by get_status, get_details or wait_for_completion): the
+        SDK's is its cached run record's, so a loop on `run.status` never ends on Azure either."""
+        if self._status is None:
+            self._read_status()
+        return self._status
 
     def get_status(self):
-        return self._backend.reconcile_status(self._folder)["status"]
+        if self._status not in TERMINAL_STATES:
+            self._read_status()
+        return self._status
+
+    def _read_status(self):
+        """The run's reconciled status record; its status is kept for `status`, as the SDK keeps its run record's."""
+        record = self._backend.reconcile_status(self._folder)
+        self._status = record["status"]
+        return record
 
     def get_detailed_status(self):
         """The status, with the SDK's queueing details (none offline: runs wait for no cluster)."""
@@ -190,7 +203,7 @@ class Run:
     def get_details(self):
         """The SDK's details dict; logFiles maps each log's name to itself (read it with download_file)."""
         submitted = self._folder.definition()
-        status = self._backend.reconcile_status(self._folder)
+        status = self._read_status()
         details = {"runId": self._id, "target": submitted["target"], "status": status["status"]}
         details.update({key: status[key] for key in ("startTimeUtc", "endTimeUtc", "error") if key in status})
         details.update(

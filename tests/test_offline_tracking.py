@@ -167,6 +167,16 @@ def test_tags_are_set_changed_and_removed(experiment):
         run.remove_tags("epochs")  # a list of names, not one
 
 
+def test_status_is_as_last_read_as_the_sdk_keeps_its_run_record(experiment):
+    """A loop on run.status never ends on Azure, where it is the cached run record's; get_status() reads again."""
+    run = experiment.start_logging(outputs=False, snapshot_directory=None)
+    other = Run(experiment, run.id)
+    assert other.status == "Running"
+    run.complete()
+    assert other.status == "Running"
+    assert other.get_status() == "Completed" and other.status == "Completed"
+
+
 def test_display_name_and_description_can_be_changed(experiment):
     run = experiment.start_logging(outputs=False, snapshot_directory=None, description="first try")
     assert (run.display_name, run.description) == (run.id, "first try")
