@@ -12,13 +12,15 @@ import io
 import json
 import logging
 import os
+import posixpath
 import shutil
 import sys
 from pathlib import Path
 
 import azureml.core
 from azureml._base_sdk_common.tracking import global_tracking_info_registry
-from azureml._history.utils.constants import OUTPUTS_DIR
+from azureml._history.utils.constants import LOGS_DIR, OUTPUTS_DIR, USER_LOG_FILE
+from azureml._history.utils.context_managers import RedirectUserOutputStreams
 from azureml._logging import ChainedIdentity
 from azureml._restclient.models import RunDto
 from azureml._run_impl.run_history_facade import RunHistoryFacade
@@ -41,6 +43,7 @@ from .state.layout import TERMINAL_STATES, metric_values  # noqa: F401 (metric_v
 
 POLL_SECONDS = 0.5
 MAX_CHILDREN = 100  # create_children's limit, the SDK's
+USER_LOG = posixpath.normpath(posixpath.join(LOGS_DIR, USER_LOG_FILE))  # a `with run:` block's output, the SDK's
 _type_providers = {}  # run type -> factory(experiment, RunDto) -> Run, as Run.add_type_provider registers them
 logger = logging.getLogger(__name__)
 
@@ -337,9 +340,17 @@ class Run:
         return []
 
     def __enter__(self):
+        """The block's output also goes into the run's logs/user_log.txt, through the SDK's own
+        RedirectUserOutputStreams, as its RunContextManager does (Azure then uploads ./logs/user_log.txt)."""
+        self._user_output = RedirectUserOutputStreams(logger, str(self._folder.file(USER_LOG)))
+        self._user_output.__enter__()
         return self
 
     def __exit__(self, exit_type, value, traceback):
+        self._user_output.__exit__(exit_type, value, traceback)
+        return self._end_block(exit_type, value)
+
+    def _end_block(self, exit_type, value):
         """Complete the run at the end of the block, or fail it with the exception the block raised (which goes
         on); sys.exit() with no error completes it (and stops there, as in the SDK)."""
         exits_cleanly = exit_type is SystemExit and value.code in (None, 0)
@@ -620,7 +631,7 @@ class SubmittedRun(Run):
     def cancel(self):
         logger.warning("cancel is not supported for submitted runs.")
 
-    def __exit__(self, *args):
+    def _end_block(self, exit_type, value):
         self.complete()
 
 

@@ -43,10 +43,15 @@ def test_an_interactive_run_is_running_at_once_and_gets_its_outputs_copied_when_
     assert run.get_status() == "Completed" and "error" not in run.get_details()
 
 
-def test_the_context_manager_completes_the_run_or_fails_it_with_the_exception(experiment):
+def test_the_context_manager_completes_the_run_or_fails_it_with_the_exception(experiment, capsys):
     with experiment.start_logging(outputs=False) as completed:
         assert completed.get_status() == "Running"
+        print("epoch 1: loss 0.3")
     assert completed.get_status() == "Completed"
+    # The block's output: shown, and the run's logs/user_log.txt, as the SDK's RunContextManager keeps it.
+    assert capsys.readouterr().out == "epoch 1: loss 0.3\n"
+    completed.download_file("logs/user_log.txt", "user_log.txt")
+    assert open("user_log.txt").read() == "epoch 1: loss 0.3\n"
     with pytest.raises(ZeroDivisionError):
         with experiment.start_logging(outputs=False) as failed:
             raise ZeroDivisionError("division by zero")
