@@ -16,9 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 
-# The notebook and its runs work in other folders: a relative MNIST_DIR must become absolute.
+# The notebook and its runs work in other folders: a relative MNIST_DIR must become absolute, also when it is
+# given on make's command line (`make tutorial MNIST_DIR=...`), which only `override` can change.
 ifdef MNIST_DIR
-export MNIST_DIR := $(abspath $(MNIST_DIR))
+override MNIST_DIR := $(abspath $(MNIST_DIR))
+export MNIST_DIR
 endif
 
 # OPENBLAS_CORETYPE=<the kernel this CPU supports>, or nothing where it is set already or there is none to set:
