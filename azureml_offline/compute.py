@@ -7,6 +7,7 @@ AmlComputeStatus, whose vmSize describes this machine (cores, memory, GPU).
 import os
 import shutil
 import subprocess
+import sys
 import warnings
 
 from azureml.core.compute.amlcompute import (
@@ -56,6 +57,8 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
         self.workspace = workspace
         self._read(definition)
 
+    _operation_started = False  # by create() or update(), whose end the SDK's wait_for_completion reports
+
     def _read(self, definition):
         """Set the SDK's AmlCompute attributes from the recorded target; what only Azure records is None."""
         self._definition = definition
@@ -92,7 +95,9 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
                 "description": provisioning_configuration.description,
             },
         )
-        return ComputeTarget(workspace, name)
+        target = ComputeTarget(workspace, name)
+        target._operation_started = True
+        return target
 
     @staticmethod
     def list(workspace):
@@ -108,16 +113,23 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     def wait_for_completion(
         self, show_output=False, min_node_count=None, timeout_in_minutes=25, is_delete_operation=False
     ):
-        """Nothing is provisioned offline, so there is nothing to wait for (whatever the node count or timeout);
-        show_output says what stands in for the requested VMs."""
-        if show_output:
-            scale = self._definition["scaleSettings"]
-            print(
-                f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
-                f"({scale['minNodeCount']} to {scale['maxNodeCount']} nodes); it runs on this machine: "
-                f"{describe_machine()}."
-            )
+        """Nothing is provisioned offline, so there is nothing to wait for (whatever the node count or timeout).
+        show_output says what stands in for the requested VMs, then prints the SDK's lines: the provisioning
+        operation's end if create() or update() started one, and the nodes' (this machine is every node)."""
+        if not show_output:
+            return
+        scale = self._definition["scaleSettings"]
+        print(
+            f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
+            f"({scale['minNodeCount']} to {scale['maxNodeCount']} nodes); it runs on this machine: "
+            f"{describe_machine()}."
+        )
+        if self._operation_started:
             print('Provisioning operation finished, operation "Succeeded"')
+        if not is_delete_operation:
+            sys.stdout.write(self.status.provisioning_state)  # as the SDK writes it, with no line end
+            print("AmlCompute wait for completion finished\n")
+            print("Minimum number of nodes requested have been provisioned")
 
     def get_status(self):
         """The SDK's AmlComputeStatus for a one-node cluster that is this machine."""
@@ -155,6 +167,7 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
         definition = {**self._definition, "scaleSettings": configuration.scale_settings.serialize()}
         self._backend.create_compute(self.name, definition)
         self._read(definition)
+        self._operation_started = True
 
     def refresh_state(self):
         self._read(self._backend.compute(self.name))
@@ -179,7 +192,7 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     def delete(self):
         """Remove the target from the workspace folder; the runs made on it keep their records."""
         self._backend.delete_compute(self.name)  # ComputeTargetNotFound if it is gone
-        self.provisioning_state = "Deleting"  # as the SDK sets it
+        self.provisioning_state, self._operation_started = "Deleting", True  # as the SDK sets them
 
     # What only Azure's resource provider has: identities, attached resources, its own records.
     add_identity = refused("add_identity", NO_IDENTITY)

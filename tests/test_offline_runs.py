@@ -320,6 +320,17 @@ def test_compute_targets_and_their_errors(workspace, tmp_path):
         ComputeTarget(workspace=workspace, name="cpu")
 
 
+def test_wait_for_completion_prints_the_sdk_s_lines(workspace, capsys):
+    """The SDK reports a provisioning operation's end only after create() or update(), then the nodes'."""
+    created = ComputeTarget.create(workspace, "printed", AmlCompute.provisioning_configuration(max_nodes=2))
+    created.wait_for_completion(show_output=True)
+    ComputeTarget(workspace, "printed").wait_for_completion(show_output=True)
+    first, found, _ = capsys.readouterr().out.split("nodes requested have been provisioned\n")
+    end = "SucceededAmlCompute wait for completion finished\n\nMinimum number of "
+    assert first.endswith('Provisioning operation finished, operation "Succeeded"\n' + end)
+    assert "Provisioning operation" not in found and found.endswith(end)
+
+
 def test_a_target_has_the_sdk_s_attributes(workspace):
     """Those that the SDK's AmlCompute and ComputeTarget set, read from the installed SDK's source; samples print
     provisioning_state, status.serialize() and scale_settings."""
