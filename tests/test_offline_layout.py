@@ -1,9 +1,12 @@
 """The package's shape: one module owns the workspace folder's layout, no module (of the package or its
-subpackages) imports in a circle, and no module or test reaches into another module's private attributes."""
+subpackages) imports in a circle, no module or test reaches into another module's private attributes, and a
+wheel of the package holds all of it."""
 
 import ast
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import azureml_offline
@@ -202,3 +205,16 @@ def test_the_counter_finds_a_planted_reach():
     reader = ast.parse("def f(run, config):\n    return run._folder, run.id, config._sdk_only, Run._open\n")
     assert private_reaches(owner, []) == []  # its own attribute
     assert private_reaches(reader, [private_names_set(owner)]) == ["2: ._folder", "2: ._open"]
+
+
+def test_a_wheel_holds_every_module_of_the_package(tmp_path):
+    """What `pip install .` (not -e) installs: every subpackage, and the runner's sitecustomize."""
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PACKAGE.parent / name, tmp_path)
+    shutil.copytree(PACKAGE, tmp_path / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", "dist"]
+    subprocess.run(build, cwd=tmp_path, check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    packaged = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith(PACKAGE.name + "/")}
+    expected = {path.relative_to(tmp_path).as_posix() for path in (tmp_path / PACKAGE.name).rglob("*.py")}
+    assert sorted(expected - packaged) == []
