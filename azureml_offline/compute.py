@@ -50,14 +50,14 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     """A compute target kept in the workspace folder. An AbstractComputeTarget, so that
     ScriptRunConfig(compute_target=...) records its name as it does for an Azure target."""
 
+    _operation_started = False  # by create(), update() or delete(), whose end the SDK's wait_for_completion reports
+
     def __init__(self, workspace, name):
         self._backend = backend_of(workspace)
         definition = self._backend.compute(name)  # ComputeTargetNotFound, as Azure's
         super().__init__("AmlCompute", name)
         self.workspace = workspace
         self._read(definition)
-
-    _operation_started = False  # by create() or update(), whose end the SDK's wait_for_completion reports
 
     def _read(self, definition):
         """Set the SDK's AmlCompute attributes from the recorded target; what only Azure records is None."""
