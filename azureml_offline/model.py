@@ -255,6 +255,8 @@ class Model:
         """Run inference_config's entry script with `models` as a web service on this machine (webservice.py)."""
         if deployment_target is not None:
             raise WebserviceException("Offline, services deploy to this machine: deployment_target must be None")
+        if show_output:  # as the SDK's deploy does
+            SdkModel.print_configuration(models, inference_config, deployment_config, deployment_target)
         from .webservice import deploy
 
         return deploy(workspace, name, models, inference_config, deployment_config, overwrite)

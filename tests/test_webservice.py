@@ -267,13 +267,13 @@ def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_fli
     assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
 
 
-def test_failed_deployments_say_why_in_the_error_and_the_logs(env, own_source):
+def test_failed_deployments_say_why_in_the_error_and_the_logs(env, own_source, capsys):
     (own_source / "broken.py").write_text(
         "def init():\n    raise RuntimeError('the broken script')\ndef run(data):\n    return data\n"
     )
-    broken = Model.deploy(
-        env["workspace"], "broken-script", [env["model"]], inference_config(env, "broken.py", own_source), OPEN
-    )
+    config = inference_config(env, "broken.py", own_source)
+    broken = Model.deploy(env["workspace"], "broken-script", [env["model"]], config, OPEN, show_output=True)
+    assert f"Models: ['{env['model'].id}']\nEntry script: " in capsys.readouterr().out  # the SDK's configuration
     no_model = Model.deploy(env["workspace"], "no-model", [], inference_config(env), OPEN)
     for service, error in (
         (broken, "RuntimeError: the broken script"),
