@@ -19,7 +19,7 @@ from azureml.core.model import InferenceConfig
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
 from azureml.core.webservice.local import LocalWebservice as SdkLocalWebservice
-from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration
+from azureml.core.webservice.local import LocalWebserviceDeploymentConfiguration, _in_state
 from azureml.core.webservice.webservice import ContainerResourceRequirements
 from azureml.core.webservice.webservice import Webservice as SdkWebservice
 from azureml.exceptions import WebserviceException
@@ -412,6 +412,11 @@ class AciWebservice(Webservice):
         )
 
 
+# The states in which the SDK's LocalWebservice lets each call through (its own guard, _in_state, says which not).
+UP = [SdkLocalWebservice.STATE_DEPLOYING, SdkLocalWebservice.STATE_RUNNING]
+NOT_DELETED = [*UP, SdkLocalWebservice.STATE_FAILED]
+
+
 class LocalWebservice(Webservice):
     """The SDK's Docker-based local service, run by azmlinfsrv without Docker; its states are lowercase."""
 
@@ -444,10 +449,18 @@ class LocalWebservice(Webservice):
     def update_deployment_state(self, must_exist=False):
         super().update_deployment_state()
 
+    @staticmethod
+    def list(workspace, model_name=None, model_id=None, all=None):
+        """The local services (`all`: also stopped containers, which offline are not kept)."""
+        names = backend_of(workspace).select_services(model_name=model_name, model_id=model_id, local=True)
+        return [LocalWebservice(workspace, name) for name in names]
+
+    @_in_state(UP)
     def wait_for_deployment(self, show_output=False):
         self._wait(show_output, None)
         print(f"Local webservice is running at http://localhost:{self.port}")
 
+    @_in_state(NOT_DELETED)
     def get_logs(self, num_lines=5000, raw=False):
         return super().get_logs(num_lines)
 
@@ -457,6 +470,7 @@ class LocalWebservice(Webservice):
     def regen_key(self, key):
         raise NotImplementedError("Keys are not supported for a LocalWebservice")
 
+    @_in_state(UP)
     def run(self, input_data):
         if self.state == "deploying":  # as the SDK's: after deploy, update() or reload() without wait=True
             self.wait_for_deployment()
@@ -467,6 +481,7 @@ class LocalWebservice(Webservice):
             f"Error: Scoring was unsuccessful.\nResponse Code: {response.status_code}\nContent: {response.content}"
         )
 
+    @_in_state([*NOT_DELETED, SdkLocalWebservice.STATE_UNKNOWN])
     def update(self, models=None, image_config=None, deployment_config=None, wait=False, inference_config=None):
         """As the SDK's: what is None stays, and the service restarts with its app copied again from where it
         came from (the SDK rebuilds its image from the same files); a deployment_config's port is the new one."""
@@ -491,6 +506,7 @@ class LocalWebservice(Webservice):
         if wait:
             self.wait_for_deployment()
 
+    @_in_state(NOT_DELETED)
     def reload(self, wait=False):
         """Copy the entry script (or its source directory) again and restart the service; models and port stay."""
         self.update(wait=wait)
@@ -502,6 +518,7 @@ class LocalWebservice(Webservice):
         WebserviceException,
     )
 
+    @_in_state(NOT_DELETED)
     def delete(self, delete_cache=True, delete_image=False, delete_volume=True):
         super().delete()
         self.state = "deleted"

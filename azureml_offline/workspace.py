@@ -77,7 +77,7 @@ class Workspace:
     def webservices(self):
         from .webservice import Webservice
 
-        return {name: Webservice(self, name) for name in self.backend.service_names()}
+        return {service.name: service for service in Webservice.list(self)}  # the SDK's: the cloud's services
 
     @property
     def models(self):

@@ -64,7 +64,7 @@ def env(tmp_path_factory):
     with chainer.using_config("train", False):
         expected = classifier.predictor(images.astype(np.float32) / 255).array.argmax(axis=1)
     yield {"workspace": workspace, "model": model, "source": source, "images": images, "expected": expected}
-    for service in workspace.webservices.values():
+    for service in [*workspace.webservices.values(), *LocalWebservice.list(workspace)]:
         service.delete()
     assert server_processes(root) == [], "a server outlived its test"
 
@@ -227,7 +227,9 @@ def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_fli
     second.wait_for_deployment()
     assert second.state == "running" and second.scoring_uri == f"http://localhost:{port}/score"
     assert second.scoring_uri.split(":")[2] != service.scoring_uri.split(":")[2] and not second.auth_enabled
-    assert set(env["workspace"].webservices) >= {"mnist-auth", "mnist-local"}
+    # Azure lists its services, Docker the local ones.
+    assert "mnist-auth" in env["workspace"].webservices and "mnist-local" not in env["workspace"].webservices
+    assert "mnist-local" in [each.name for each in LocalWebservice.list(env["workspace"])]
     assert second.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
     with pytest.raises(NotImplementedError):
         second.get_keys()
@@ -261,7 +263,7 @@ def test_a_local_service_beside_the_first_then_deleted_while_requests_are_in_fli
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
     assert "answered" in outcomes and set(outcomes) <= {"answered", "refused"}, set(outcomes)
-    assert second.state == "deleted" and "mnist-local" not in env["workspace"].webservices
+    assert second.state == "deleted" and LocalWebservice.list(env["workspace"]) == []
     with pytest.raises(WebserviceException, match="WebserviceNotFound"):
         Webservice(env["workspace"], "mnist-local")
     assert service.run(payload(env["images"][:1]))[0]["digit"] == env["expected"][0]
@@ -384,8 +386,12 @@ def test_a_local_service_reloads_and_updates_as_microsoft_s_deploy_to_local_note
             env["workspace"], "reloaded", [env["model"]], config, LocalWebservice.deploy_configuration()
         )
         assert local.run("{}") == ["second", "hello"]
+        listed = LocalWebservice.list(env["workspace"])  # local services alone, as the SDK's lists its containers
+        assert "reloaded" in [each.name for each in listed] and {each.compute_type for each in listed} == {"Local"}
     finally:
         local.delete()
+    with pytest.raises(WebserviceException, match=r"Cannot call run\(\) when service is deleted"):  # the SDK's guard
+        local.run("{}")
 
 
 LAID_OUT = """

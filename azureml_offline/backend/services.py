@@ -35,9 +35,12 @@ class ServiceRules:
         """The ServiceFolder of service `name` (its files may not exist: see service_definition)."""
         return self.folder.service(name)
 
-    def select_services(self, compute_type=None, model_name=None, model_id=None, tags=None, properties=None):
+    def select_services(
+        self, compute_type=None, model_name=None, model_id=None, tags=None, properties=None, local=False
+    ):
         """The names of the services that Webservice.list's filters select: compute type, a model's name or id
-        ("name:version"), tags and properties (names, or [name, value] pairs)."""
+        ("name:version"), tags and properties (names, or [name, value] pairs). The cloud's services, or with
+        `local` the local ones (LocalWebservice.list), as Azure's list and Docker's containers keep them apart."""
         if compute_type and compute_type.upper() not in ALL_WEBSERVICE_TYPES:
             raise WebserviceException(
                 f'Invalid compute type "{compute_type}". Valid options are "{",".join(ALL_WEBSERVICE_TYPES)}"'
@@ -49,7 +52,8 @@ class ServiceRules:
                 continue
             models = definition["modelIds"]
             if (
-                (compute_type is None or compute_type.upper() == definition["computeType"].upper())
+                (definition["computeType"] == LOCAL) == local
+                and (compute_type is None or compute_type.upper() == definition["computeType"].upper())
                 and (model_name is None or any(model.rsplit(":", 1)[0] == model_name for model in models))
                 and (model_id is None or model_id in models)
                 and has_all(definition["tags"], tags)
