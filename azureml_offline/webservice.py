@@ -67,6 +67,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
     auth = kind == ACI and bool(deployment_config.auth_enabled)
     backend_of(workspace).deploy_service(name, kind, settings, models, inference_config, auth, overwrite)
     service = Webservice(workspace, name)
+    service._operation_started = True
     environment = inference_config.environment
     print(
         f"Offline service {name}: azmlinfsrv runs {inference_config.entry_script} in this Python on "
@@ -90,6 +91,7 @@ class Webservice:
     """A deployed offline service; Webservice(ws, name) returns the AciWebservice or LocalWebservice."""
 
     _webservice_type = None
+    _operation_started = False  # by deploy() or update(), which the SDK's wait_for_deployment follows
 
     def __new__(cls, workspace, name):
         definition = backend_of(workspace).service_definition(name)
@@ -230,7 +232,13 @@ class Webservice:
         self.state = state
 
     def wait_for_deployment(self, show_output=False, timeout_sec=None):
-        """Poll until the service is Healthy (returns) or Failed (raises WebserviceException), as the SDK does."""
+        """Poll until the service is Healthy (returns) or Failed (raises WebserviceException), as the SDK does:
+        after deploy() or update() only, which start the operation it follows."""
+        if not self._operation_started:
+            self.update_deployment_state()
+            raise WebserviceException(
+                f"Long running operation information not known, unable to poll. Current state is {self.state}"
+            )
         self._wait(show_output, timeout_sec)
         print(f'{self._webservice_type} service creation operation finished, operation "Succeeded"')
 
@@ -325,6 +333,7 @@ class Webservice:
         self._session.close()  # as in delete(): the old server stops at once
         self._backend.update_service(self.name, **changes)
         self._initialize(self.workspace, self._backend.service_definition(self.name))
+        self._operation_started = True
 
     def __repr__(self):
         return (

@@ -565,6 +565,9 @@ def test_the_sdks_class_members_list_check_and_serialize_services(service, env):
         Webservice.deploy_from_image(workspace, "other", image=None)
     with pytest.raises(NotImplementedError, match="Token Authentication"):
         service.get_token()
+    # As the SDK's: only deploy() or update() start an operation to follow; a service found by name has none.
+    with pytest.raises(WebserviceException, match="unable to poll. Current state is Healthy"):
+        Webservice(workspace, service.name).wait_for_deployment()
 
 
 def test_tags_and_properties_are_added_and_removed_as_the_sdk_does(own_service):
