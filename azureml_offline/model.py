@@ -4,6 +4,7 @@ A version is filled in a staging folder and then renamed into place (Backend.reg
 so it appears whole or not at all, and two processes registering at once get distinct versions.
 """
 
+import os
 import shutil
 from pathlib import Path
 
@@ -278,7 +279,7 @@ class Model:
             except RunEnvironmentException:
                 return SdkModel._get_model_path_local(model_name, version)
         model = Model(workspace, model_name, version=version)
-        return str(backend_of(workspace).model_entry(model.name, model.version))
+        return common_path(backend_of(workspace).model_entry(model.name, model.version))
 
     def download(self, target_dir=".", exist_ok=False, exists_ok=None):
         """Copy the model's file or folder into target_dir and return its path there."""
@@ -298,7 +299,7 @@ class Model:
                 shutil.copyfile(source, target)
         except OSError as error:
             raise WebserviceException(f"Error, cannot download model {self.id} to {target}: {error}") from None
-        return str(target)
+        return common_path(target)
 
     def __repr__(self):
         return (
@@ -336,6 +337,13 @@ def register_version(
         resources=requirements(resource_configuration),
     )
     return Model(workspace, model_name, version=version)
+
+
+def common_path(path):
+    """The path the SDK returns for a model's files at `path`: their common path, so that a folder holding one file
+    gives that file."""
+    files = [found for found in Path(path).rglob("*") if found.is_file()]
+    return os.path.commonpath(files) if files else str(path)
 
 
 def requirements(resource_configuration):

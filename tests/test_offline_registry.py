@@ -163,6 +163,15 @@ def test_register_takes_the_sdk_s_child_paths_and_resource_configuration(fresh_w
         again.update(resource_configuration=ResourceConfiguration(cpu=-1))
 
 
+def test_a_folder_holding_one_file_comes_back_as_that_file(fresh_workspace, tmp_path):
+    """The SDK returns the common path of the files it downloads (os.path.commonpath)."""
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "outdir" / "model.npz").write_text("w")
+    model = Model.register(fresh_workspace, "outdir", "one-file")
+    assert model.download("dl") == os.path.join("dl", "outdir", "model.npz")
+    assert Model.get_model_path("one-file", _workspace=fresh_workspace).endswith("outdir/model.npz")
+
+
 def test_register_checks_the_path_as_the_sdk_does(fresh_workspace, tmp_path, tmp_path_factory):
     """The SDK (1.61) refuses a model outside the working folder, a missing file and a missing child path;
     data sets are refused saying why."""
