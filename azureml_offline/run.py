@@ -580,6 +580,7 @@ class Run:
         resource_configuration=None,
     ):
         """Register the run's file or folder model_path (e.g. 'outputs/model.npz') as the next version of model_name."""
+        model.validate_name(model_name)  # first, as the SDK's
         model.refuse_data_sets("Run.register_model", datasets, sample_input_dataset, sample_output_dataset)
         # As the SDK's RunHistoryFacade.register_model: model_name is the path if none is given, and the path is
         # normalised ('./outputs/model.pkl' is 'outputs/model.pkl').

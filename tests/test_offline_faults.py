@@ -66,6 +66,7 @@ def finished(tmp_path_factory):
         (lambda ws, run: Model.get_model_path("m", version="1", _workspace=ws), WebserviceException),
         (lambda ws, run: run.register_model("m", None), ModelPathNotFoundException),  # the name is the path
         (lambda ws, run: run.register_model(None, "outputs/model.txt"), WebserviceException),
+        (lambda ws, run: run.register_model("bad name!", "nothere"), WebserviceException),  # the name first
         (lambda ws, run: run.download_file(None), UserErrorException),
         (lambda ws, run: run.download_file("outputs/model.txt", __file__ + "/under-a-file"), UserErrorException),
         (lambda ws, run: run.download_files(output_directory=__file__), UserErrorException),
@@ -302,9 +303,10 @@ def test_registering_the_current_folder_registers_it_without_the_workspace_insid
     workspace = Workspace.from_config()
     Model.register(workspace, "model.npz", "first")  # the workspace is there, with a model in it
     model = Model.register(workspace, path, "here")
+    # The folder, without the workspace, holds one file: the SDK returns the files' common path, that file.
     downloaded = Path(model.download(str(tmp_path / "downloaded")))
-    assert (model.version, downloaded.name) == (1, "project")
-    assert sorted(p.name for p in downloaded.iterdir()) == ["model.npz"]
+    assert (model.version, downloaded.parent.name, downloaded.name) == (1, "project", "model.npz")
+    assert sorted(p.name for p in downloaded.parent.iterdir()) == ["model.npz"]
 
 
 # A script that links its outputs elsewhere: what lies there is not the run's, and is neither moved nor copied.
