@@ -20,7 +20,10 @@ _told = set()  # the curated environments this process has said are not built
 
 
 def from_definition(definition):
-    """The Environment of a serialized one (the Backend's definitions)."""
+    """The Environment of a serialized one (the Backend's definitions), or of a name alone, which is what earlier
+    versions of this package recorded of a run's or a service's environment."""
+    if isinstance(definition, str):
+        return Environment(definition)
     return Environment._deserialize_and_add_to_object(definition)
 
 

@@ -17,7 +17,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import azureml.core
 from azureml._base_sdk_common.tracking import global_tracking_info_registry
 from azureml._history.utils.constants import LOGS_DIR, OUTPUTS_DIR, USER_LOG_FILE
 from azureml._history.utils.context_managers import RedirectUserOutputStreams
@@ -306,8 +305,6 @@ class Run:
         environment = self.get_details()["runDefinition"].get("environment")
         if not environment:
             raise UserErrorException("There is no run definition or environment specified for the run.")
-        if isinstance(environment, str):  # recorded by an earlier version of this package: the name alone
-            return azureml.core.Environment(environment)
         return from_definition(environment)
 
     def start(self):

@@ -14,7 +14,6 @@ import time
 
 import requests
 from azureml._model_management._util import webservice_name_validation
-from azureml.core.environment import Environment
 from azureml.core.model import InferenceConfig
 from azureml.core.webservice.aci import AciServiceDeploymentConfiguration
 from azureml.core.webservice.aci import AciWebservice as SdkAciWebservice
@@ -74,14 +73,6 @@ def deploy(workspace, name, models, inference_config, deployment_config, overwri
         f"{service._host}" + (f"; environment '{environment.name}' is not built." if environment else ".")
     )
     return service
-
-
-def environment_of(definition):
-    """The Environment the service was deployed with, or None."""
-    environment = definition.get("environment")
-    if isinstance(environment, str):  # recorded by an earlier version of this package: the name alone
-        return Environment(environment)
-    return from_definition(environment) if environment else None
 
 
 # --- the SDK's classes -------------------------------------------------------------------------------------------
@@ -198,7 +189,7 @@ class Webservice:
         self.created_time = parse_time(definition["createdTime"])
         self.updated_time = parse_time(definition["updatedTime"]) if definition.get("updatedTime") else None
         self.models = definition["modelIds"]  # ids: Model objects would make model.py and this import each other
-        self.environment = environment_of(definition)
+        self.environment = from_definition(definition["environment"]) if definition.get("environment") else None
         configuration = definition.get("configuration", {})
         self.container_resource_requirements = ContainerResourceRequirements(
             configuration.get("cpuCores"), configuration.get("memoryGb")
