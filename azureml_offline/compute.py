@@ -118,10 +118,10 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
         operation's end if create() or update() started one, and the nodes' (this machine is every node)."""
         if not show_output:
             return
-        scale = self._definition["scaleSettings"]
+        scale = self.scale_settings
         print(
-            f"Offline compute target {self.name!r} stands for {self._definition['vmSize']} "
-            f"({scale['minNodeCount']} to {scale['maxNodeCount']} nodes); it runs on this machine: "
+            f"Offline compute target {self.name!r} stands for {self.vm_size} "
+            f"({scale.minimum_node_count} to {scale.maximum_node_count} nodes); it runs on this machine: "
             f"{describe_machine()}."
         )
         if self._operation_started:
@@ -152,9 +152,9 @@ class ComputeTarget(AmlComputeCalls, AbstractComputeTarget):
     def update(self, min_nodes=None, max_nodes=None, idle_seconds_before_scaledown=None):
         """Change the scale settings (what is None stays), checked as the SDK checks a provisioning configuration;
         they bound the node_count of MPI jobs on this target."""
-        scale = ScaleSettings.deserialize(self._definition["scaleSettings"])  # as get_status() reads it
+        scale = self.scale_settings
         configuration = AmlCompute.provisioning_configuration(
-            vm_size=self._definition["vmSize"],
+            vm_size=self.vm_size,
             min_nodes=scale.minimum_node_count if min_nodes is None else min_nodes,
             max_nodes=scale.maximum_node_count if max_nodes is None else max_nodes,
             idle_seconds_before_scaledown=(
