@@ -4,6 +4,7 @@ It takes the SDK's real AmlCompute provisioning configuration and reports the SD
 AmlComputeStatus, whose vmSize describes this machine (cores, memory, GPU).
 """
 
+import functools
 import os
 import shutil
 import subprocess
@@ -213,6 +214,7 @@ def describe_machine():
     return f"{os.cpu_count()} CPU cores, {memory:.1f} GiB memory, {describe_gpus()}"
 
 
+@functools.cache  # once per process: every target's status describes the machine, and nvidia-smi takes a while
 def describe_gpus():
     if not shutil.which("nvidia-smi"):
         return "no GPU"

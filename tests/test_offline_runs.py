@@ -270,7 +270,11 @@ def test_a_gpu_driver_that_fails_is_no_gpu(tmp_path, monkeypatch):
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    assert compute.describe_gpus() == "no GPU (nvidia-smi failed)"
+    compute.describe_gpus.cache_clear()  # read once per process: this test's PATH must be the one read
+    try:
+        assert compute.describe_gpus() == "no GPU (nvidia-smi failed)"
+    finally:
+        compute.describe_gpus.cache_clear()
 
 
 def test_two_processes_registering_at_once_get_distinct_versions(workspace, tmp_path):
